@@ -1,0 +1,87 @@
+"""Predict with a saved template model: raw CSV rows in, one prediction per row out.
+
+The model is loaded with Keras' safe mode (no arbitrary code) and takes the
+raw columns it was trained on; extra columns, such as the target, are ignored.
+Classifiers write the class label and its probability.
+
+    python -m templates.predict --model runs/binary-1/model.keras \\
+        --csv new_rows.csv --output predictions.csv
+
+Example:
+
+>>> import pandas as pd
+>>> predictions = predict_frame(load_model("runs/doc-example/model.keras"), pd.DataFrame(
+...     {name: [0.0] for name in load_model("runs/doc-example/model.keras").input}))
+>>> list(predictions.columns)
+['prediction', 'probability']
+"""
+
+import os
+import sys
+
+import keras
+import pandas as pd
+
+from templates import data, layers, preprocessing  # noqa: F401  (layers: registers custom layers)
+from templates.artifacts import replace_atomically
+from templates.cli import ArgumentParser, exits_cleanly_on_bad_input
+from templates.errors import TemplateError
+from templates.recipe import predict
+from templates.tasks import task_of_output
+
+
+def load_model(path):
+    """Loads a template's `.keras` file in safe mode.
+
+    Raises:
+        TemplateError: if the file is missing or not a Keras model.
+    """
+    if not os.path.isfile(path):
+        raise TemplateError(f"Model file '{path}' does not exist; expected a .keras file.")
+    try:
+        with preprocessing.raw_column_keys():
+            return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, OSError) as error:
+        raise TemplateError(
+            f"Could not load '{path}' as a Keras model: {str(error).splitlines()[0]}"
+        ) from None
+
+
+def predict_frame(model, frame, source="the rows"):
+    """Predicts one row of output per row of `frame`.
+
+    Args:
+        model: a model saved by a template.
+        frame: DataFrame with the model's raw input columns.
+        source: str, how to name the rows in error messages.
+
+    Returns:
+        DataFrame with a `prediction` column, plus `probability` (of the
+        predicted class) for classifiers.
+    """
+    inputs = preprocessing.frame_to_inputs(frame, preprocessing.model_input_kinds(model), source)
+    head = model.layers[-1]
+    task = task_of_output(head.activation.__name__)
+    columns = task.decode_predictions(predict(model, inputs), getattr(head, "class_names", []))
+    return pd.DataFrame(columns)
+
+
+@exits_cleanly_on_bad_input
+def main(argv=None):
+    parser = ArgumentParser(prog="python -m templates.predict", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="a model.keras written by a template")
+    parser.add_argument("--csv", required=True, help="rows to predict, with the training columns")
+    parser.add_argument("--output", required=True, help="CSV file to write the predictions to")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    args = parser.parse_args(argv)
+    if os.path.exists(args.output) and not args.overwrite:
+        raise TemplateError(f"Output file '{args.output}' already exists; pass --overwrite to replace it.")
+    rows = data.read_csv(args.csv)
+    predictions = predict_frame(load_model(args.model), rows, f"'{args.csv}'")
+    replace_atomically(args.output, lambda path: predictions.to_csv(path, index=False))
+    print(f"wrote {len(predictions)} predictions to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

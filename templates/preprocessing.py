@@ -1,0 +1,179 @@
+"""Preprocessing inside the model: raw columns in, one feature vector out.
+
+Each column becomes one named `keras.Input`. Numeric columns are normalised
+with statistics of the training split only, and their missing values become
+the training mean. Text columns are one-hot encoded with a vocabulary from the
+training split; missing and unseen values share one extra slot. Because all of
+this lives in the model, the saved model predicts from raw rows.
+
+Example:
+
+>>> import pandas as pd
+>>> frame = pd.DataFrame({"age": [30.0, None, 50.0], "city": ["Oslo", "Rome", None]})
+>>> inputs, features = build_preprocessing(frame)
+>>> sorted(inputs), features.shape
+(['age', 'city'], (None, 4))
+"""
+
+import contextlib
+import warnings
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from templates.errors import TemplateError, shorten
+from templates.layers import ReplaceNaN
+
+NUMERIC = "float32"
+TEXT = "string"
+MISSING_TEXT = ""
+
+
+def column_kinds(frame):
+    """Maps each column to its input dtype: `"float32"` or `"string"`.
+
+    Booleans and text are categories; all other numbers are numeric.
+    """
+    return {
+        name: NUMERIC
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+        else TEXT
+        for name, column in frame.items()
+    }
+
+
+def build_preprocessing(train_frame):
+    """Builds the model's inputs and its preprocessed feature tensor.
+
+    Args:
+        train_frame: DataFrame of the training split's raw feature columns;
+            normalisation and vocabularies are computed from it alone.
+
+    Returns:
+        `(inputs, features)`: a dict of `keras.Input` keyed by column name,
+        and the concatenated numeric feature tensor.
+    """
+    kinds = column_kinds(train_frame)
+    inputs = {name: keras.Input(shape=(1,), name=_input_name(name), dtype=kind)
+              for name, kind in kinds.items()}
+    encoded = []
+    numeric = [name for name, kind in kinds.items() if kind == NUMERIC]
+    if numeric:
+        values = train_frame[numeric].to_numpy(dtype="float64")
+        normalize = keras.layers.Normalization(
+            mean=np.nanmean(values, axis=0),
+            variance=np.nanvar(values, axis=0),
+            name="normalize_numeric",
+        )
+        stacked = inputs[numeric[0]] if len(numeric) == 1 else keras.layers.Concatenate(
+            name="numeric_columns")([inputs[name] for name in numeric])
+        encoded.append(ReplaceNaN(name="impute_mean")(normalize(stacked)))
+    for name in (n for n, kind in kinds.items() if kind == TEXT):
+        vocabulary = sorted(set(_text_column(train_frame[name])) - {MISSING_TEXT})
+        lookup = keras.layers.StringLookup(
+            vocabulary=vocabulary or ["<none>"], output_mode="one_hot",
+            name=f"one_hot_{len(encoded)}",
+        )
+        encoded.append(lookup(inputs[name]))
+    features = encoded[0] if len(encoded) == 1 else keras.layers.Concatenate(
+        name="features")(encoded)
+    return inputs, features
+
+
+def _input_name(column):
+    # Keras names may not contain "/"; the model's input dict keeps the raw
+    # column name as its key, so predictions still match columns by name.
+    return column.replace("/", "_")
+
+
+@contextlib.contextmanager
+def raw_column_keys():
+    """Silences Keras' warning that an input's dict key differs from its name.
+
+    The keys are the raw column names on purpose (see `_input_name`); wrap
+    building or loading a template model in this context.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+        yield
+
+
+def _text_column(column):
+    return column.astype(object).where(column.notna(), MISSING_TEXT).astype(str).to_numpy()
+
+
+def model_input_kinds(model):
+    """Returns `{column: dtype}` for a model built by `build_preprocessing`."""
+    if not isinstance(model.input, dict):
+        raise TemplateError(
+            "The model does not take named columns; expected a model saved by "
+            "a keras-templates template."
+        )
+    return {name: tensor.dtype for name, tensor in model.input.items()}
+
+
+def frame_to_inputs(frame, kinds, source="the data"):
+    """Turns raw columns into the arrays the model's inputs expect.
+
+    Args:
+        frame: DataFrame holding (at least) the columns in `kinds`.
+        kinds: dict `{column: "float32" | "string"}`.
+        source: str, how to name the data in error messages.
+
+    Returns:
+        A dict of `(rows, 1)` arrays keyed by column name.
+
+    Raises:
+        TemplateError: for a missing column or a non-numeric value in a
+            numeric column.
+    """
+    missing = [name for name in kinds if name not in frame.columns]
+    if missing:
+        raise TemplateError(
+            f"{source} lacks {len(missing)} column(s) the model expects: "
+            f"{shorten(missing)}."
+        )
+    arrays = {}
+    for name, kind in kinds.items():
+        column = frame[name]
+        if kind == TEXT:
+            arrays[name] = _text_column(column).reshape(-1, 1)
+        else:
+            arrays[name] = _numeric_column(column, name, source).reshape(-1, 1)
+    return arrays
+
+
+def _numeric_column(column, name, source):
+    numbers = pd.to_numeric(column, errors="coerce")
+    bad = numbers.isna() & column.notna()
+    if bad.any():
+        raise TemplateError(
+            f"Column '{name}' in {source} holds the non-numeric value "
+            f"{column[bad].iloc[0]!r}; expected numbers (or an empty cell)."
+        )
+    return numbers.to_numpy(dtype="float32")
+
+
+def make_dataset(inputs, targets=None, *, batch_size=32, shuffle=False, seed=0):
+    """Wraps column arrays (and targets) in a batched, prefetched `tf.data`.
+
+    Args:
+        inputs: dict of arrays from `frame_to_inputs`.
+        targets: optional array of encoded labels.
+        batch_size: int, rows per batch.
+        shuffle: bool, reshuffle the rows every epoch.
+        seed: int, the shuffle seed.
+
+    Returns:
+        A `tf.data.Dataset`.
+    """
+    tensors = {name: tf.constant(values) for name, values in inputs.items()}
+    dataset = tf.data.Dataset.from_tensor_slices(
+        tensors if targets is None else (tensors, tf.constant(targets))
+    )
+    if shuffle:
+        num_rows = len(next(iter(inputs.values())))
+        dataset = dataset.shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

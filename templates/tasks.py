@@ -1,0 +1,215 @@
+"""The task table: what each learning task needs from the model and the data.
+
+Everything that differs between regression, binary and multi-class
+classification lives in `TASKS`: the output layer, the loss, the metrics
+watched in training and reported on the test split, how labels are read, and
+the bundled data set. The rest of the kit looks the task up here instead of
+branching on its name.
+
+Example:
+
+>>> from templates.tasks import TASKS
+>>> TASKS["binary"].output_activation, TASKS["binary"].loss
+('sigmoid', 'binary_crossentropy')
+"""
+
+import dataclasses
+from typing import Callable
+
+import keras
+import numpy as np
+from sklearn import metrics as sk_metrics
+
+from templates import labels
+from templates.errors import TemplateError
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One row of the task table.
+
+    Attributes:
+        name: str, the task's name.
+        output_activation: str, the activation of the output layer.
+        output_units: int or None, units of the output layer; `None` means one
+            unit per class.
+        loss: str, the loss for labels given as one integer or number per row.
+        one_hot_loss: str or None, the loss for one-hot labels, where the task
+            accepts them.
+        train_metrics: callable returning the Keras metrics to watch in
+            training.
+        curve_metric: str, the metric drawn beside the loss in `curves.png`.
+        test_metrics: dict mapping a metric name to `fn(y_true, prediction)`,
+            computed on the test split.
+        encode_labels: callable turning raw labels into `labels.Labels`.
+        decode_predictions: callable `fn(prediction, class_names)` returning
+            a dict of output columns (`prediction`, and `probability` of the
+            predicted class for classifiers).
+        stratify: bool, whether splits keep the class proportions.
+        default_dataset: str, the bundled data set the template trains on when
+            given no data.
+    """
+
+    name: str
+    output_activation: str
+    output_units: "int | None"
+    loss: str
+    one_hot_loss: "str | None"
+    train_metrics: Callable
+    curve_metric: str
+    test_metrics: dict
+    encode_labels: Callable
+    decode_predictions: Callable
+    stratify: bool
+    default_dataset: str
+
+    def units(self, num_classes):
+        """Returns the number of output units for `num_classes` classes."""
+        return self.output_units or num_classes
+
+    def loss_for(self, encoded_labels):
+        """Returns the loss matching the shape of the encoded labels."""
+        return self.one_hot_loss if encoded_labels.one_hot else self.loss
+
+
+def _positive_probability(prediction):
+    return np.asarray(prediction).reshape(-1)
+
+
+def _binary_decision(prediction):
+    return (_positive_probability(prediction) >= 0.5).astype(int)
+
+
+def _class_index(prediction):
+    return np.argmax(prediction, axis=-1)
+
+
+def _decode_value(prediction, class_names):
+    return {"prediction": np.ravel(prediction)}
+
+
+def _decode_binary(prediction, class_names):
+    positive = _positive_probability(prediction)
+    decision = positive >= 0.5
+    return {
+        "prediction": np.where(decision, class_names[1], class_names[0]),
+        "probability": np.where(decision, positive, 1.0 - positive),
+    }
+
+
+def _decode_classes(prediction, class_names):
+    return {
+        "prediction": np.asarray(class_names, dtype=object)[_class_index(prediction)],
+        "probability": np.max(prediction, axis=-1),
+    }
+
+
+def _sparse_truth(y_true):
+    y_true = np.asarray(y_true)
+    return np.argmax(y_true, axis=-1) if y_true.ndim == 2 else y_true
+
+
+TASKS = {
+    "regression": Task(
+        name="regression",
+        output_activation="linear",
+        output_units=1,
+        loss="mean_squared_error",
+        one_hot_loss=None,
+        train_metrics=lambda: [keras.metrics.MeanAbsoluteError(name="mae")],
+        curve_metric="mae",
+        test_metrics={
+            "mse": lambda y, p: sk_metrics.mean_squared_error(y, np.ravel(p)),
+            "mae": lambda y, p: sk_metrics.mean_absolute_error(y, np.ravel(p)),
+            "r2": lambda y, p: sk_metrics.r2_score(y, np.ravel(p)),
+        },
+        encode_labels=labels.encode_regression_target,
+        decode_predictions=_decode_value,
+        stratify=False,
+        default_dataset="diabetes",
+    ),
+    "binary": Task(
+        name="binary",
+        output_activation="sigmoid",
+        output_units=1,
+        loss="binary_crossentropy",
+        one_hot_loss=None,
+        train_metrics=lambda: [
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(name="auc"),
+            keras.metrics.Precision(name="precision"),
+            keras.metrics.Recall(name="recall"),
+        ],
+        curve_metric="accuracy",
+        test_metrics={
+            "accuracy": lambda y, p: sk_metrics.accuracy_score(y, _binary_decision(p)),
+            "auc": lambda y, p: sk_metrics.roc_auc_score(y, _positive_probability(p)),
+            "precision": lambda y, p: sk_metrics.precision_score(
+                y, _binary_decision(p), zero_division=0
+            ),
+            "recall": lambda y, p: sk_metrics.recall_score(
+                y, _binary_decision(p), zero_division=0
+            ),
+        },
+        encode_labels=labels.encode_binary_labels,
+        decode_predictions=_decode_binary,
+        stratify=True,
+        default_dataset="breast_cancer",
+    ),
+    "multiclass": Task(
+        name="multiclass",
+        output_activation="softmax",
+        output_units=None,
+        loss="sparse_categorical_crossentropy",
+        one_hot_loss="categorical_crossentropy",
+        train_metrics=lambda: ["accuracy"],
+        curve_metric="accuracy",
+        test_metrics={
+            "accuracy": lambda y, p: sk_metrics.accuracy_score(
+                _sparse_truth(y), _class_index(p)
+            ),
+        },
+        encode_labels=labels.encode_class_labels,
+        decode_predictions=_decode_classes,
+        stratify=True,
+        default_dataset="wine",
+    ),
+}
+
+
+def get_task(name):
+    """Returns the `Task` called `name`.
+
+    Args:
+        name: str, one of `TASKS`.
+
+    Raises:
+        TemplateError: if `name` is not a known task.
+
+    Example:
+
+    >>> get_task("regression").loss
+    'mean_squared_error'
+    """
+    if name not in TASKS:
+        raise TemplateError(
+            f"Unknown task '{name}'; expected one of: {', '.join(TASKS)}."
+        )
+    return TASKS[name]
+
+
+def task_of_output(activation_name):
+    """Returns the `Task` whose output layer uses `activation_name`.
+
+    Example:
+
+    >>> task_of_output("softmax").name
+    'multiclass'
+    """
+    for task in TASKS.values():
+        if task.output_activation == activation_name:
+            return task
+    raise TemplateError(
+        f"No task has an output activation '{activation_name}'; expected one of: "
+        f"{', '.join(task.output_activation for task in TASKS.values())}."
+    )
