@@ -3,11 +3,14 @@ import json
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from callbacks.output_loss_check import OutputLossCheck
 from callbacks.output_loss_check import OutputLossMismatchError
 from callbacks.output_loss_check import check_output_loss
+from templates.model import build_model
+from templates.tasks import get_task
 
 ROWS = 32
 RNG = np.random.default_rng(0)
@@ -322,3 +325,23 @@ def test_unsupported_backend_raises_naming_it(monkeypatch):
 
     with pytest.raises(RuntimeError, match="'jax'"):
         OutputLossCheck()
+
+
+@pytest.mark.parametrize(
+    "task, raw_labels",
+    [
+        ("regression", [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]),
+        ("binary", ["no", "yes", "no", "yes", "no", "yes"]),
+        ("multiclass", ["cat", "dog", "owl", "cat", "dog", "owl"]),
+        ("multiclass", np.eye(3)[[0, 1, 2, 0, 1, 2]]),
+    ],
+    ids=["regression", "binary", "multiclass", "multiclass_one_hot"],
+)
+def test_template_models_pass(task, raw_labels):
+    features = pd.DataFrame(
+        {"size": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "color": list("rgbrgb")}
+    )
+    labels = get_task(task).encode_labels(raw_labels)
+    model = build_model(task, features, labels, hidden=(4,))
+
+    check_output_loss(model, labels.values)
