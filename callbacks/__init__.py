@@ -1,0 +1,4 @@
+from callbacks.learning_rate_finder import LearningRateFinder
+from callbacks.output_loss_check import OutputLossCheck
+from callbacks.output_loss_check import OutputLossMismatchError
+from callbacks.output_loss_check import check_output_loss
