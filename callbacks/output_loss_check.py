@@ -301,9 +301,9 @@ output is linear (logits), but ...
             f"model.compile(loss=...) first. Received model '{model.name}' "
             "with compiled=False."
         )
-    if model.loss is None:
-        return
     outputs = _output_layers(model)
+    if model.loss is None or not outputs:
+        return
     names = [name for name, _, _ in outputs]
     losses = _loss_per_output(model.loss, names)
     labels = _labels_per_output(y, names)

@@ -280,7 +280,7 @@ def test_subclassed_model_passes_unchecked():
     model = Subclassed()
     model.compile(optimizer="sgd", loss="binary_crossentropy")
 
-    check_output_loss(model)
+    check_output_loss(model, BINARY)
 
 
 def test_callback_is_reusable_across_fit_calls():
