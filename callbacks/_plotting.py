@@ -18,6 +18,7 @@ def plot_layers_by_step(
     curves,
     curve_label,
     log_curve,
+    value_range=None,
 ):
     """Writes a PNG: a layers-by-step heatmap beside curves over the steps.
 
@@ -36,6 +37,9 @@ def plot_layers_by_step(
             against `steps`, and `threshold` (or None) as a dashed line.
         curve_label: str, the y-axis label of the curves.
         log_curve: bool, whether the curves' y axis is logarithmic.
+        value_range: optional `(low, high)` shared by the colours and the
+            curves' y axis, e.g. `(0, 1)` for fractions. Defaults to the
+            range of the data.
 
     Example:
 
@@ -52,8 +56,14 @@ def plot_layers_by_step(
         1, 2, gridspec_kw={"width_ratios": [3, 2]}
     )
 
+    low, high = value_range or (None, None)
     image = heatmap_axes.imshow(
-        matrix, aspect="auto", interpolation="nearest", cmap="viridis"
+        matrix,
+        aspect="auto",
+        interpolation="nearest",
+        cmap="viridis",
+        vmin=low,
+        vmax=high,
     )
     figure.colorbar(image, ax=heatmap_axes, label=colorbar_label)
     heatmap_axes.set_yticks(range(len(layers)), labels=layers)
@@ -77,6 +87,8 @@ def plot_layers_by_step(
             )
     if log_curve:
         curve_axes.set_yscale("log")
+    if value_range:
+        curve_axes.set_ylim(low, high)
     curve_axes.set_xlabel("training step")
     curve_axes.set_ylabel(curve_label)
     curve_axes.grid(True, alpha=0.3)

@@ -1,5 +1,7 @@
 """ActivationMonitor callback: saturated sigmoid/tanh and dead ReLU units."""
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -8,17 +10,49 @@ from callbacks import _plotting
 from callbacks import _probe
 from callbacks._probe_monitor import ProbeMonitor
 
-# Activation name -> the verdict that applies to the layers using it.
-_VERDICT_OF_ACTIVATION = {
-    "sigmoid": "saturated",
-    "tanh": "saturated",
-    "relu": "dead",
-    "relu6": "dead",
-}
-# A unit output counts as saturated when the activation's derivative there is
+# A unit output counts as saturated where the activation's derivative is
 # below this fraction of its maximum: sigmoid outputs below 0.013 or above
 # 0.987, tanh outputs beyond +-0.975.
 _SATURATED_DERIVATIVE = 0.05
+
+
+def _saturated_fraction(derivative):
+    def fraction(outputs):
+        saturated = derivative(outputs) < _SATURATED_DERIVATIVE
+        return tf.reduce_mean(tf.cast(saturated, "float32"))
+
+    return fraction
+
+
+def _dead_fraction(outputs):
+    units = tf.reshape(outputs, [-1, tf.shape(outputs)[-1]])
+    alive = tf.reduce_any(units > 0, axis=0)
+    return 1.0 - tf.reduce_mean(tf.cast(alive, "float32"))
+
+
+# Activation name -> (verdict, fraction of the layer's outputs it judges).
+# Derivatives are written in terms of the outputs, scaled to a maximum of 1.
+_MEASURES = {
+    "sigmoid": ("saturated", _saturated_fraction(lambda y: 4 * y * (1 - y))),
+    "tanh": ("saturated", _saturated_fraction(lambda y: 1 - tf.square(y))),
+    "relu": ("dead", _dead_fraction),
+    "relu6": ("dead", _dead_fraction),
+}
+_REMEDIES = {
+    "saturated": (
+        "sigmoid/tanh outputs sit where the derivative is below 5% of its "
+        "maximum, so little gradient passes. Remedy: standardise the inputs "
+        "(a Normalization layer), put BatchNormalization before the "
+        "activation, lower the learning rate if saturation grew during "
+        "training, or use ReLU with He initialisation."
+    ),
+    "dead": (
+        "ReLU units output zero for every probe sample, so they get no "
+        "gradient and stop learning. Remedy: lower the learning rate, use He "
+        "initialisation, LeakyReLU (or ELU), or BatchNormalization before "
+        "the activation."
+    ),
+}
 
 
 class ActivationMonitor(ProbeMonitor):
@@ -143,48 +177,160 @@ class ActivationMonitor(ProbeMonitor):
 
     def _build_measure(self):
         model = self.model
-        candidates = [
+        x = _probe.to_tensors(self.probe)
+        if not model.built:
+            # A subclassed model is built by its first call; build it now so
+            # that the traced function creates no variables.
+            model(x, training=False)
+        layers = [
             layer
             for layer in model._flatten_layers(include_self=False, recursive=True)
-            if _activation_name(layer) in _VERDICT_OF_ACTIVATION
+            if _activation_name(layer) in _MEASURES
         ]
-        recorded = {}
-        x = _probe.to_tensors(self.probe)
-
-        @tf.function
-        def fractions(x):
-            recorded.clear()
-            outputs = keras.tree.flatten(model(x, training=False))
-            return {
-                name: _fraction(_VERDICT_OF_ACTIVATION[activation], value)
-                for name, (activation, value) in recorded.items()
-                if not any(value is output for output in outputs)
-            }
-
-        originals = {id(layer): layer.activation for layer in candidates}
-        try:
-            for layer in candidates:
-                layer.activation = _recording(layer, recorded)
-            traced = fractions.get_concrete_function(x)
-        finally:
-            for layer in candidates:
-                layer.activation = originals[id(layer)]
+        traced = _trace_fractions(model, layers, x)
         self._layers = {
-            name: _VERDICT_OF_ACTIVATION[_activation_name(layer)]
-            for layer in candidates
-            for name in [layer.name]
-            if name in traced.structured_outputs
+            layer.name: _MEASURES[_activation_name(layer)][0]
+            for layer in layers
+            if layer.name in traced.structured_outputs
         }
         if not self._layers:
-            raise ValueError(
-                "ActivationMonitor found no hidden layer with a sigmoid, tanh "
-                f"or ReLU activation in the model '{model.name}'; nothing to "
-                "monitor. Received a model whose hidden activations are "
-                f"{sorted({_activation_name(l) or 'none' for l in model._flatten_layers(include_self=False)})}"
+            warnings.warn(
+                "ActivationMonitor found no hidden layer with a sigmoid, tanh, "
+                f"ReLU or ReLU6 activation in the model '{model.name}'; it "
+                "records nothing in this fit.",
+                stacklevel=2,
             )
 
         def measure():
-            measured = {k: float(v) for k, v in traced(x).items()}
-            return self._summarize(measured)
+            fractions = traced(x)
+            return self._summarize({k: float(v) for k, v in fractions.items()})
 
         return measure
+
+    def _summarize(self, fractions):
+        values = {
+            f"{self._layers[name]}_fraction/{name}": fraction
+            for name, fraction in fractions.items()
+        }
+        for kind in _REMEDIES:
+            of_kind = [f for n, f in fractions.items() if self._layers[n] == kind]
+            if of_kind:
+                values[f"{kind}_fraction/max"] = max(of_kind)
+        return values
+
+    def _diagnose(self, values, logs):
+        verdicts = {}
+        for kind, remedy in _REMEDIES.items():
+            argument = f"max_{kind}_fraction"
+            limit = getattr(self, argument)
+            flagged = [
+                (name, values[f"{kind}_fraction/{name}"])
+                for name, layer_kind in self._layers.items()
+                if layer_kind == kind and values[f"{kind}_fraction/{name}"] > limit
+            ]
+            if not flagged:
+                verdicts[kind] = ([], None)
+                continue
+            listed = ", ".join(f"{name} ({f:.0%})" for name, f in flagged)
+            message = (
+                f"ActivationMonitor: {kind} units {self._where()} in "
+                f"{len(flagged)} layer(s), above {argument}={limit:g}: "
+                f"{listed}. These {remedy}"
+            )
+            verdicts[kind] = ([name for name, _ in flagged], message)
+        return verdicts
+
+    def plot(self, path):
+        """Writes a PNG of the measurements since the latest `fit()` began.
+
+        Left: each monitored layer's saturated or dead fraction, layers
+        (first on top) by training step. Right: the largest fraction of each
+        kind, with its threshold as a dashed line.
+
+        Args:
+            path: str or path-like, where the PNG is written.
+
+        Raises:
+            ValueError: if no layer was measured yet.
+        """
+        if not self._layers or not self.history:
+            raise ValueError(
+                "ActivationMonitor.plot() needs measurements; pass the "
+                "monitor to `model.fit(callbacks=[...])` of a model with "
+                "sigmoid, tanh or ReLU hidden layers first. Received: "
+                f"{len(self.history.get('step', []))} measurements of "
+                f"{len(self._layers)} layers"
+            )
+        keys = [f"{kind}_fraction/{name}" for name, kind in self._layers.items()]
+        curves = [
+            (
+                f"{kind}, worst layer",
+                self.history[f"{kind}_fraction/max"],
+                getattr(self, f"max_{kind}_fraction"),
+            )
+            for kind in _REMEDIES
+            if f"{kind}_fraction/max" in self.history
+        ]
+        _plotting.plot_layers_by_step(
+            path,
+            title="ActivationMonitor: saturated or dead fraction per layer",
+            layers=[f"{name} ({kind})" for name, kind in self._layers.items()],
+            steps=self.history["step"],
+            matrix=np.array([self.history[key] for key in keys]),
+            colorbar_label="fraction of the layer",
+            curves=curves,
+            curve_label="fraction",
+            log_curve=False,
+            value_range=(0, 1),
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            max_saturated_fraction=self.max_saturated_fraction,
+            max_dead_fraction=self.max_dead_fraction,
+            on_saturated=self.on_saturated,
+            on_dead=self.on_dead,
+        )
+        return config
+
+
+def _activation_name(layer):
+    return getattr(getattr(layer, "activation", None), "__name__", None)
+
+
+def _trace_fractions(model, layers, x):
+    """Traces `model(x)` with `layers` recording their activations' outputs.
+
+    Returns:
+        A concrete function of `x` returning a dict: layer name -> the
+        fraction its activation is judged by, for every layer of `layers`
+        whose output is not a model output.
+    """
+    recorded = {}
+
+    def recording(layer, activation):
+        def record(inputs, *args, **kwargs):
+            outputs = activation(inputs, *args, **kwargs)
+            recorded[layer.name] = (activation.__name__, outputs)
+            return outputs
+
+        return record
+
+    @tf.function
+    def fractions(x):
+        outputs = keras.tree.flatten(model(x, training=False))
+        return {
+            name: _MEASURES[activation][1](tf.cast(value, "float32"))
+            for name, (activation, value) in recorded.items()
+            if not any(value is output for output in outputs)
+        }
+
+    originals = [layer.activation for layer in layers]
+    try:
+        for layer, activation in zip(layers, originals):
+            layer.activation = recording(layer, activation)
+        return fractions.get_concrete_function(x)
+    finally:
+        for layer, activation in zip(layers, originals):
+            layer.activation = activation

@@ -180,6 +180,12 @@ class GradientMonitor(ProbeMonitor):
 
     def _build_measure(self):
         model = self.model
+        x, y = _probe.to_tensors(self.probe)
+        # Keras defers building the model (when subclassed) and its compiled
+        # loss to the first training step; build both now so that the traced
+        # function creates no variables. The loss trackers this call updates
+        # are reset when the first epoch begins.
+        model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
         variables = [
             v
             for v in model.trainable_variables
@@ -196,7 +202,6 @@ class GradientMonitor(ProbeMonitor):
         self._depth = sum(len(v.shape) >= 2 for v in variables)
         self._reference = None
         metric_variables = list(model.metrics_variables)
-        x, y = _probe.to_tensors(self.probe)
 
         @tf.function
         def gradient_norms(x, y):
