@@ -208,20 +208,23 @@ class LearningRateFinder(keras.callbacks.Callback):
             )
         self.suggested_learning_rate = self._suggest()
 
+    def _curve_length(self):
+        # The point that triggered divergence (maybe NaN) is not part of the
+        # curve, unless it is the only one.
+        return max(len(self.smoothed_losses) - self._diverged, 1)
+
     def _suggest(self):
         if not self.smoothed_losses:
             return None
-        # The point that triggered divergence (maybe NaN) is not part of the
-        # curve.
-        count = max(len(self.smoothed_losses) - self._diverged, 1)
-        lowest = int(np.argmin(self.smoothed_losses[:count]))
-        return self.learning_rates[lowest] / 10
+        curve = self.smoothed_losses[: self._curve_length()]
+        return self.learning_rates[int(np.argmin(curve))] / 10
 
     def plot(self, path):
         """Writes a PNG of the loss against the learning rate.
 
         The x-axis is logarithmic; raw losses are drawn faintly, the smoothed
-        loss solidly, and the suggested learning rate as a vertical line.
+        loss solidly (the y-axis fits it), and the suggested learning rate as
+        a vertical line. The point where the sweep diverged is left out.
 
         Args:
             path: str or path-like, where to write the PNG file.
@@ -246,17 +249,18 @@ class LearningRateFinder(keras.callbacks.Callback):
         # matplotlib backend alone.
         from matplotlib.figure import Figure
 
-        count = len(self.losses)
+        count = self._curve_length()
+        rates = self.learning_rates[:count]
+        smoothed = self.smoothed_losses[:count]
         figure = Figure(figsize=(6, 4))
         axes = figure.subplots()
-        axes.plot(
-            self.learning_rates[:count], self.losses, alpha=0.3, label="loss"
-        )
-        axes.plot(
-            self.learning_rates[:count],
-            self.smoothed_losses,
-            label="smoothed loss",
-        )
+        axes.plot(rates, self.losses[:count], alpha=0.3, label="loss")
+        axes.plot(rates, smoothed, label="smoothed loss")
+        # Raw spikes would flatten the curve: fit the y-axis to the smoothed
+        # loss.
+        low, high = min(smoothed), max(smoothed)
+        margin = 0.1 * (high - low) or 0.1 * abs(high) or 1.0
+        axes.set_ylim(low - margin, high + margin)
         if self.suggested_learning_rate is not None:
             axes.axvline(
                 self.suggested_learning_rate,

@@ -248,10 +248,13 @@ def test_warns_when_fit_ends_before_the_sweep(regression_data):
         )
 
 
-def test_plot_writes_a_png(regression_data, tmp_path):
+@pytest.mark.parametrize(
+    "max_lr", [1e-2, 1e3], ids=["complete_sweep", "diverged_sweep"]
+)
+def test_plot_writes_a_png(regression_data, tmp_path, max_lr):
     x, y = regression_data
     finder = LearningRateFinder.find(
-        linear_model(), x, y, batch_size=BATCH_SIZE, num_steps=10
+        linear_model(), x, y, batch_size=BATCH_SIZE, min_lr=1e-3, max_lr=max_lr
     )
     path = tmp_path / "lr_finder.png"
     finder.plot(path)
