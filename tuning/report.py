@@ -1,0 +1,86 @@
+"""`report.md`: the tuned model beside the baselines, and what mattered.
+
+Example:
+
+>>> text = report_markdown("regression", {"r2": 0.5}, {"linear": {"r2": 0.45}},
+...                        {"width": 1.0}, {"width": 32}, trials={"COMPLETED": 5})
+>>> "| tuned network | 0.5000 |" in text
+True
+"""
+
+from templates.artifacts import replace_atomically
+
+# The metric the report leads with, per task.
+HEADLINE = {"regression": "r2", "binary": "accuracy", "multiclass": "accuracy"}
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report_markdown(task, test, baselines, importances, best, *, trials,
+                    sensitivity="sensitivity.png"):
+    """Returns the report's Markdown text.
+
+    Args:
+        task: str, the task's name.
+        test: dict of the tuned model's test metrics.
+        baselines: dict `{baseline: test metrics}`.
+        importances: dict `{hyperparameter: importance}` (may be empty).
+        best: dict of the best trial's hyperparameters and epoch.
+        trials: dict `{status: count}`.
+        sensitivity: str, the plot's file name.
+    """
+    metrics = list(test)
+    results = _table(["model", *metrics], [
+        ["tuned network", *(f"{test[m]:.4f}" for m in metrics)],
+        *([name.replace("_", " "), *(f"{scores[m]:.4f}" for m in metrics)]
+          for name, scores in baselines.items()),
+    ])
+    headline = HEADLINE[task]
+    best_baseline = max(scores[headline] for scores in baselines.values())
+    if importances:
+        mattered = _table(["hyperparameter", "importance"],
+                          [[name, f"{value:.2f}"] for name, value in importances.items()])
+    else:
+        mattered = "Too few completed trials with varying values to estimate importances."
+    counts = ", ".join(f"{count} {status.lower()}" for status, count in trials.items())
+    return f"""# Hyperparameter search: {task}
+
+Trials: {counts}.
+
+## Test split
+
+The best configuration, retrained on train+validation for its best epoch
+count, against scikit-learn baselines fitted on the same rows:
+
+{results}
+
+Tuned {headline} minus best baseline: {test[headline] - best_baseline:+.4f}.
+
+## Best configuration
+
+{_table(["hyperparameter", "value"], [[k, str(v)] for k, v in best.items()])}
+
+## What mattered
+
+Importance of each tuned hyperparameter for the validation loss (random
+forest on the trials' score ranks; sums to 1):
+
+{mattered}
+
+![score against value]({sensitivity})
+"""
+
+
+def write_report(path, *args, **kwargs):
+    """Writes `report_markdown(*args, **kwargs)` to `path`, atomically."""
+    text = report_markdown(*args, **kwargs)
+
+    def write(temporary):
+        with open(temporary, "w") as file:
+            file.write(text)
+
+    replace_atomically(path, write)

@@ -1,0 +1,81 @@
+"""The tuners `--tuner` names: random search, Bayesian optimization, Hyperband.
+
+Example:
+
+>>> sorted(TUNERS)
+['bayesian', 'hyperband', 'random']
+"""
+
+import keras_tuner
+
+from templates.errors import TemplateError
+from tuning.progress_oracle import ProgressOracle
+
+OBJECTIVE = keras_tuner.Objective("val_loss", direction="min")
+
+
+class RandomSearchOracle(ProgressOracle, keras_tuner.oracles.RandomSearchOracle):
+    """KerasTuner's random search with progress lines and a failure limit."""
+
+
+class BayesianOptimizationOracle(ProgressOracle,
+                                 keras_tuner.oracles.BayesianOptimizationOracle):
+    """KerasTuner's Gaussian-process search with progress lines and a failure limit."""
+
+
+class HyperbandOracle(ProgressOracle, keras_tuner.oracles.HyperbandOracle):
+    """KerasTuner's Hyperband with progress lines and a failure limit."""
+
+
+class HyperbandTuner(keras_tuner.Hyperband):
+    """`keras_tuner.Hyperband` driven by a given oracle.
+
+    Hyperband's tuner passes each trial's epoch budget to `fit` and starts
+    promoted trials from their parent's weights; its constructor would build
+    a plain `HyperbandOracle`, so it is bypassed for `keras_tuner.Tuner`'s.
+    """
+
+    def __init__(self, oracle, hypermodel, **kwargs):
+        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
+TUNERS = {
+    "random": (lambda max_epochs, **kwargs: RandomSearchOracle(**kwargs), keras_tuner.Tuner),
+    "bayesian": (lambda max_epochs, **kwargs: BayesianOptimizationOracle(**kwargs),
+                 keras_tuner.Tuner),
+    "hyperband": (lambda max_epochs, **kwargs: HyperbandOracle(max_epochs=max_epochs, **kwargs),
+                  HyperbandTuner),
+}
+
+
+def check_tuner(name):
+    """Raises `TemplateError` unless `name` is one of `TUNERS`."""
+    if name not in TUNERS:
+        raise TemplateError(f"Unknown tuner '{name}'; expected one of: {', '.join(TUNERS)}.")
+
+
+def make_tuner(name, hypermodel, *, directory, max_trials, max_epochs, seed,
+               max_consecutive_failures=3, project_name="trials"):
+    """Returns a KerasTuner tuner that resumes any search saved in `directory`.
+
+    Args:
+        name: str, `random`, `bayesian` or `hyperband`.
+        hypermodel: a `keras_tuner.HyperModel`, e.g. `TemplateHyperModel`.
+        directory: str, the folder holding the search's state.
+        max_trials: int, trials after which the search ends (Hyperband too:
+            it stops there even within a bracket).
+        max_epochs: int, Hyperband's largest epoch budget (the other tuners
+            take the limit from the hypermodel).
+        seed: int, the oracle's seed.
+        max_consecutive_failures: int, failed trials in a row that stop the
+            search. Defaults to `3`.
+        project_name: str, the subfolder of `directory` for KerasTuner's
+            files. Defaults to `"trials"`.
+    """
+    check_tuner(name)
+    make_oracle, tuner_class = TUNERS[name]
+    oracle = make_oracle(max_epochs, objective=OBJECTIVE, seed=seed,
+                         max_consecutive_failures=max_consecutive_failures)
+    oracle.max_trials = max_trials
+    oracle.verbose = 0
+    return tuner_class(oracle, hypermodel, directory=directory, project_name=project_name)
