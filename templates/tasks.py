@@ -18,6 +18,7 @@ from typing import Callable
 
 import keras
 import numpy as np
+from sklearn import linear_model
 from sklearn import metrics as sk_metrics
 
 from templates import labels
@@ -39,6 +40,10 @@ class Task:
         train_metrics: callable returning the Keras metrics to watch in
             training.
         curve_metric: str, the metric drawn beside the loss in `curves.png`.
+        score_metric: str, the one test metric (higher is better) by which
+            models of this task are compared.
+        linear_baseline: callable returning the scikit-learn linear model
+            the templates are measured against.
         test_metrics: dict mapping a metric name to `fn(y_true, prediction)`,
             computed on the test split.
         encode_labels: callable turning raw labels into `labels.Labels`.
@@ -57,6 +62,8 @@ class Task:
     one_hot_loss: "str | None"
     train_metrics: Callable
     curve_metric: str
+    score_metric: str
+    linear_baseline: Callable
     test_metrics: dict
     encode_labels: Callable
     decode_predictions: Callable
@@ -118,6 +125,8 @@ TASKS = {
         one_hot_loss=None,
         train_metrics=lambda: [keras.metrics.MeanAbsoluteError(name="mae")],
         curve_metric="mae",
+        score_metric="r2",
+        linear_baseline=lambda: linear_model.RidgeCV(alphas=np.logspace(-3, 3, 13)),
         test_metrics={
             "mse": lambda y, p: sk_metrics.mean_squared_error(y, np.ravel(p)),
             "mae": lambda y, p: sk_metrics.mean_absolute_error(y, np.ravel(p)),
@@ -141,6 +150,8 @@ TASKS = {
             keras.metrics.Recall(name="recall"),
         ],
         curve_metric="accuracy",
+        score_metric="accuracy",
+        linear_baseline=lambda: linear_model.LogisticRegression(max_iter=5000),
         test_metrics={
             "accuracy": lambda y, p: sk_metrics.accuracy_score(y, _binary_decision(p)),
             "auc": lambda y, p: sk_metrics.roc_auc_score(y, _positive_probability(p)),
@@ -164,6 +175,8 @@ TASKS = {
         one_hot_loss="categorical_crossentropy",
         train_metrics=lambda: ["accuracy"],
         curve_metric="accuracy",
+        score_metric="accuracy",
+        linear_baseline=lambda: linear_model.LogisticRegression(max_iter=5000),
         test_metrics={
             "accuracy": lambda y, p: sk_metrics.accuracy_score(
                 _sparse_truth(y), _class_index(p)

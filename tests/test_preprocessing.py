@@ -1,0 +1,61 @@
+"""Preprocessing lives in the model: raw rows with text and gaps go straight in."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from templates import preprocessing
+from templates.predict import predict_frame
+from templates.recipe import prepare, train
+
+from conftest import make_frame
+
+
+def test_normalisation_is_adapted_on_the_training_split_only(tiny_config):
+    frame = make_frame("regression")
+    features = frame.drop(columns="target")
+    features.loc[:, "signal"] = np.arange(len(frame), dtype=float)
+    run = train("regression", features, frame["target"], config=tiny_config, verbose=0)
+    _, _, split, _ = prepare("regression", features, frame["target"], config=tiny_config)
+    normalize = run.model.get_layer("normalize_numeric")
+    train_rows = features.iloc[split.train][["signal", "noise"]]
+    np.testing.assert_allclose(np.ravel(normalize.mean), np.nanmean(train_rows, axis=0), rtol=1e-5)
+    assert not np.isclose(np.ravel(normalize.mean)[0], features["signal"].mean())
+
+
+def test_raw_rows_with_missing_values_and_unseen_categories_predict(tiny_config):
+    frame = make_frame("binary")
+    run = train("binary", frame.drop(columns="target"), frame["target"], config=tiny_config, verbose=0)
+    new_rows = pd.DataFrame({
+        "signal": [1.0, np.nan, -2.0],
+        "noise": [np.nan, np.nan, 0.5],
+        "colour": ["purple", None, "red"],
+    })
+    predictions = predict_frame(run.model, new_rows)
+    assert len(predictions) == 3
+    assert set(predictions["prediction"]) <= {"no", "yes"}
+    assert np.all((predictions["probability"] >= 0.5) & (predictions["probability"] <= 1.0))
+
+
+def test_text_and_boolean_columns_become_categories():
+    frame = pd.DataFrame({"n": [1.0, 2.0], "flag": [True, False], "city": ["a", "b"]})
+    assert preprocessing.column_kinds(frame) == {"n": "float32", "flag": "string", "city": "string"}
+
+
+def test_columns_with_slashes_in_their_names_work(tiny_config):
+    frame = make_frame("regression").rename(columns={"noise": "od280/od315"})
+    run = train("regression", frame.drop(columns="target"), frame["target"], config=tiny_config, verbose=0)
+    assert "od280/od315" in run.model.input
+
+
+def test_numpy_arrays_are_accepted_from_python(tiny_config):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 3))
+    run = train("binary", x, (x[:, 0] > 0).astype(int), config=tiny_config, verbose=0)
+    assert sorted(run.model.input) == ["x0", "x1", "x2"]
+    assert run.metrics["class_names"] == ["0", "1"]
+
+
+def test_a_non_numeric_value_in_a_numeric_column_is_named():
+    with pytest.raises(ValueError, match="'abc'"):
+        preprocessing.frame_to_inputs(pd.DataFrame({"n": ["1", "abc"]}), {"n": "float32"})
