@@ -1,3 +1,5 @@
+from callbacks.activation_monitor import ActivationMonitor
+from callbacks.gradient_monitor import GradientMonitor
 from callbacks.learning_rate_finder import LearningRateFinder
 from callbacks.output_loss_check import OutputLossCheck
 from callbacks.output_loss_check import OutputLossMismatchError

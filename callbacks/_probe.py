@@ -16,6 +16,8 @@ _ARRAY_TAG = "__ndarray__"
 def validate_probe(callback_name, argument, value):
     """Checks that `value` is a non-empty nest of arrays of equal length.
 
+    Lists and tuples are structure (several inputs or outputs), never rows.
+
     Args:
         callback_name: str, the callback asking, used in error messages.
         argument: str, how the value was passed (e.g. `"probe"`), used in
@@ -31,9 +33,9 @@ def validate_probe(callback_name, argument, value):
 
     Example:
 
-    >>> validate_probe("GradientMonitor", "probe", {"age": [[1.0], [2.0]]})
+    >>> validate_probe("GradientMonitor", "probe", {"age": np.ones((2, 1))})
     {'age': array([[1.],
-           [2.]])}
+           [1.]])}
     """
     arrays = keras.tree.map_structure(np.asarray, value)
     leaves = keras.tree.flatten(arrays)

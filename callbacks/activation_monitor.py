@@ -83,10 +83,11 @@ class ActivationMonitor(ProbeMonitor):
     one `tf.function` that calls the model on the probe while each monitored
     layer's `activation` is wrapped to record its output; the wrappers are
     removed right after tracing, so training runs the unchanged layers.
-    Cost: that trace (about 0.1 s for a small MLP on a CPU), then one forward
-    pass over the probe per measurement. Measurements are taken when
-    training begins, at the end of every epoch and, if `every_n_batches` is
-    set, every that many batches.
+    Cost: that trace when each `fit()` begins (about 0.05 s for the binary
+    template's model on a CPU), then one forward pass over the probe per
+    measurement (about 1 ms for 256 rows of 30 columns). Measurements are
+    taken when training begins, at the end of every epoch and, if
+    `every_n_batches` is set, every that many batches.
 
     Logs: `saturated_fraction/<layer>` or `dead_fraction/<layer>` per
     monitored layer, and `saturated_fraction/max` and `dead_fraction/max`
@@ -121,14 +122,15 @@ class ActivationMonitor(ProbeMonitor):
     >>> x = np.random.rand(64, 4).astype("float32")
     >>> y = x.sum(axis=1, keepdims=True)
     >>> model = keras.Sequential([
-    ...     keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-    ...     keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)])
+    ...     keras.Input((4,)),
+    ...     keras.layers.Dense(8, activation="relu", name="relu_layer"),
+    ...     keras.layers.Dense(8, activation="tanh", name="tanh_layer"),
+    ...     keras.layers.Dense(1, name="output")])
     >>> model.compile(optimizer="sgd", loss="mse")
     >>> monitor = ActivationMonitor(probe=x[:32])
     >>> history = model.fit(x, y, epochs=2, callbacks=[monitor], verbose=0)
-    >>> sorted(key for key in history.history if key != "loss")
-    ['dead_fraction/dense', 'dead_fraction/max', \
-'saturated_fraction/dense_1', 'saturated_fraction/max']
+    >>> sorted(key for key in history.history if key.endswith("_layer"))
+    ['dead_fraction/relu_layer', 'saturated_fraction/tanh_layer']
     >>> monitor.dead_layers
     []
     >>> monitor.plot("activations.png")
@@ -317,7 +319,8 @@ def _trace_fractions(model, layers, x):
 
         return record
 
-    @tf.function
+    # No AutoGraph: plain Python control flow, traced once.
+    @tf.function(autograph=False)
     def fractions(x):
         outputs = keras.tree.flatten(model(x, training=False))
         return {

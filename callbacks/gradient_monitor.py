@@ -34,9 +34,10 @@ class GradientMonitor(ProbeMonitor):
     models and whatever `steps_per_execution` is, because it never touches
     the training step.
 
-    Cost: tracing the probe function once per `fit()` (about 0.1 s for a
-    small MLP on a CPU), then one forward and backward pass over the probe
-    per measurement (about 1 ms for 256 rows and a 30-64-64-1 MLP).
+    Cost: one eager pass and the tracing of the probe function when each
+    `fit()` begins (about 0.1 s for the binary template's model on a CPU),
+    then one forward and backward pass over the probe per measurement
+    (about 2 ms for 256 rows of 30 columns and hidden layers (64, 64)).
     Measurements are taken once when training begins (the reference), at the
     end of every epoch and, if `every_n_batches` is set, every that many
     batches. Keep the probe small: 64 to 512 rows are plenty.
@@ -105,14 +106,14 @@ class GradientMonitor(ProbeMonitor):
     >>> x = np.random.rand(64, 4).astype("float32")
     >>> y = x.sum(axis=1, keepdims=True)
     >>> model = keras.Sequential([
-    ...     keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-    ...     keras.layers.Dense(1)])
+    ...     keras.Input((4,)),
+    ...     keras.layers.Dense(8, activation="relu", name="hidden"),
+    ...     keras.layers.Dense(1, name="output")])
     >>> model.compile(optimizer="sgd", loss="mse")
     >>> monitor = GradientMonitor(probe=(x[:32], y[:32]))
     >>> history = model.fit(x, y, epochs=2, callbacks=[monitor], verbose=0)
-    >>> sorted(history.history)
-    ['grad_norm/dense', 'grad_norm/dense_1', 'grad_norm/max', \
-'grad_norm/min_ratio', 'loss']
+    >>> len(history.history["grad_norm/hidden"])  # one value per epoch
+    2
     >>> monitor.vanishing_layers
     []
     >>> monitor.plot("gradients.png")
@@ -203,7 +204,8 @@ class GradientMonitor(ProbeMonitor):
         self._reference = None
         metric_variables = list(model.metrics_variables)
 
-        @tf.function
+        # No AutoGraph: plain Python control flow, traced once.
+        @tf.function(autograph=False)
         def gradient_norms(x, y):
             # compute_loss updates the compiled loss trackers: put them back
             # so the measurement leaves the reported metrics untouched.
@@ -322,8 +324,8 @@ class GradientMonitor(ProbeMonitor):
             not_finite.append(f"gradient norms of {', '.join(layers)}")
         if not_finite:
             message = (
-                f"GradientMonitor: exploding gradients {self._where()}: "
-                f"{'; '.join(not_finite)} not finite. {self._exploding_remedy()}"
+                f"GradientMonitor: exploding gradients {self._where()}, not "
+                f"finite: {'; '.join(not_finite)}. {self._exploding_remedy()}"
             )
             return layers or list(self._layers), message
         limit = self.exploding_factor * self._reference
