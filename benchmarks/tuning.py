@@ -1,0 +1,110 @@
+"""Benchmark of `tuning.search`: workers speed-up, memory over trials, quality vs baselines.
+
+    python benchmarks/tuning.py [--trials-speed 8] [--trials-memory 30] [--trials-quality 20] \
+        [--max-epochs 30] [--parts speed,memory,quality]
+
+Prints, in one run:
+1. wall time of the same 8-trial search (breast_cancer) in one process and
+   with `--workers 2`, end to end (start-up, search, retraining, report), and
+   their ratio;
+2. resident memory of a 30-trial search after trial 1 and after the last
+   trial (the growth is what leaks between trials);
+3. on breast_cancer, wine and diabetes, the tuned test score against the best
+   scikit-learn baseline on the same split (accuracy, or R^2 for diabetes).
+
+Every search runs as its own `python -m tuning.search` process, as a user
+would run it, in a fresh temporary folder.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUALITY = (("binary", "accuracy"), ("multiclass", "accuracy"), ("regression", "r2"))
+
+
+def run_search(directory, *arguments, on_line=None):
+    """Runs one search; returns its wall time in seconds."""
+    command = [sys.executable, "-m", "tuning.search", "--directory", directory, *arguments]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        if on_line is not None:
+            on_line(process.pid, line)
+    if process.wait() != 0:
+        raise SystemExit(f"search failed: {' '.join(command)}")
+    return time.perf_counter() - started
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def speed(trials, root, max_epochs):
+    arguments = ["--task", "binary", "--max-trials", str(trials), "--max-epochs", str(max_epochs)]
+    one = run_search(os.path.join(root, "one"), *arguments)
+    two = run_search(os.path.join(root, "two"), *arguments, "--workers", "2")
+    print(f"{trials}-trial search, breast_cancer: one process {one:.1f}s, "
+          f"--workers 2 {two:.1f}s, ratio {two / one:.2f}", flush=True)
+
+
+def memory(trials, root):
+    samples = []
+
+    def sample(pid, line):
+        if line.startswith("trial "):
+            samples.append(rss_mb(pid))
+
+    run_search(os.path.join(root, "memory"), "--task", "multiclass", "--max-trials", str(trials),
+               "--max-epochs", "5", on_line=sample)
+    print(f"RSS over {len(samples)} trials: {samples[0]:.0f} MB after trial 1, "
+          f"{samples[-1]:.0f} MB after trial {len(samples)}, max {max(samples):.0f} MB, "
+          f"growth {samples[-1] - samples[0]:+.0f} MB", flush=True)
+
+
+def quality(trials, root, workers, max_epochs):
+    for task, metric in QUALITY:
+        directory = os.path.join(root, f"quality-{task}")
+        seconds = run_search(directory, "--task", task, "--max-trials", str(trials),
+                             "--workers", str(workers), "--max-epochs", str(max_epochs))
+        with open(os.path.join(directory, "metrics.json")) as file:
+            metrics = json.load(file)
+        tuned = metrics["test"][metric]
+        name, best = max(((n, s[metric]) for n, s in metrics["baselines"].items()),
+                         key=lambda item: item[1])
+        print(f"{task:<10} {metric}: tuned {tuned:.4f}, best baseline {best:.4f} ({name}), "
+              f"difference {tuned - best:+.4f}; {trials} trials in {seconds:.0f}s", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials-speed", type=int, default=8)
+    parser.add_argument("--trials-memory", type=int, default=30)
+    parser.add_argument("--trials-quality", type=int, default=20)
+    parser.add_argument("--quality-workers", type=int, default=2)
+    parser.add_argument("--max-epochs", type=int, default=30,
+                        help="epoch limit per trial in the speed and quality parts")
+    parser.add_argument("--parts", default="speed,memory,quality")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as root:
+        parts = args.parts.split(",")
+        if "speed" in parts:
+            speed(args.trials_speed, root, args.max_epochs)
+        if "memory" in parts:
+            memory(args.trials_memory, root)
+        if "quality" in parts:
+            quality(args.trials_quality, root, args.quality_workers, args.max_epochs)
+
+
+if __name__ == "__main__":
+    main()
