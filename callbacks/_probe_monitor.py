@@ -11,7 +11,6 @@ import warnings
 import keras
 
 from callbacks import _probe
-from callbacks._backend import require_supported_backend
 
 ACTIONS = ("warn", "stop", "raise")
 
@@ -47,7 +46,6 @@ class ProbeMonitor(keras.callbacks.Callback):
     def __init__(self, probe, every_n_batches, actions):
         super().__init__()
         name = type(self).__name__
-        require_supported_backend(name)
         if every_n_batches is not None and (
             isinstance(every_n_batches, bool)
             or not isinstance(every_n_batches, int)
@@ -73,7 +71,7 @@ class ProbeMonitor(keras.callbacks.Callback):
 
     def _reset(self):
         self.history = {}
-        self.flagged = {kind: [] for kind in self._actions}
+        self._flagged = {kind: [] for kind in self._actions}
         self._warned = {kind: [] for kind in self._actions}
         self._latest = {}
         self._step = 0
@@ -118,7 +116,7 @@ class ProbeMonitor(keras.callbacks.Callback):
         for key, value in record.items():
             self.history.setdefault(key, []).append(value)
         for kind, (layers, message) in self._diagnose(values, logs or {}).items():
-            self.flagged[kind] = layers
+            self._flagged[kind] = layers
             if layers:
                 self._act(kind, layers, message)
             self._warned[kind] = layers

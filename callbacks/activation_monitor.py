@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from callbacks import _plotting
 from callbacks import _probe
+from callbacks._backend import require_supported_backend
 from callbacks._probe_monitor import ProbeMonitor
 
 # A unit output counts as saturated where the activation's derivative is
@@ -91,7 +92,10 @@ class ActivationMonitor(ProbeMonitor):
 
     Logs: `saturated_fraction/<layer>` or `dead_fraction/<layer>` per
     monitored layer, and `saturated_fraction/max` and `dead_fraction/max`
-    (the largest over the layers of that kind, when there are any).
+    (the largest over the layers of that kind, when there are any). List
+    the monitor before `CSVLogger` or `TensorBoard` in `callbacks=[...]` so
+    that they receive these entries; `History` and the progress bar always
+    do.
 
     Args:
         probe: the probe inputs: an array, a list of arrays or a dict of
@@ -145,6 +149,7 @@ class ActivationMonitor(ProbeMonitor):
         on_saturated="warn",
         on_dead="warn",
     ):
+        require_supported_backend("ActivationMonitor")
         for argument, value in (
             ("max_saturated_fraction", max_saturated_fraction),
             ("max_dead_fraction", max_dead_fraction),
@@ -171,11 +176,11 @@ class ActivationMonitor(ProbeMonitor):
 
     @property
     def saturated_layers(self):
-        return self.flagged["saturated"]
+        return self._flagged["saturated"]
 
     @property
     def dead_layers(self):
-        return self.flagged["dead"]
+        return self._flagged["dead"]
 
     def _build_measure(self):
         model = self.model

@@ -236,6 +236,12 @@ def test_invalid_arguments_name_the_received_value(kwargs, match):
         ActivationMonitor(**kwargs)
 
 
+
+def test_unsupported_backend_raises_naming_it(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(RuntimeError, match="active backend is 'jax'"):
+        ActivationMonitor(probe=probe())
+
 def test_plugs_into_the_binary_template():
     from templates import binary, preprocessing
     from templates.training import TrainingConfig

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from callbacks import _plotting
 from callbacks import _probe
+from callbacks._backend import require_supported_backend
 from callbacks._probe_monitor import ProbeMonitor
 
 # Activations whose derivative is well below 1 almost everywhere, so that the
@@ -69,7 +70,9 @@ class GradientMonitor(ProbeMonitor):
     Logs: `grad_norm/<layer>` for every layer (`<layer>` is the variable's
     path inside the model without the trailing `/kernel`, e.g. `dense_1`),
     `grad_norm/max` (the largest layer norm) and `grad_norm/min_ratio` (the
-    smallest layer norm divided by the largest).
+    smallest layer norm divided by the largest). List the monitor before
+    `CSVLogger` or `TensorBoard` in `callbacks=[...]` so that they receive
+    these entries; `History` and the progress bar always do.
 
     Args:
         probe: tuple `(x, y)`: the inputs (an array, a list of arrays or a
@@ -129,6 +132,7 @@ class GradientMonitor(ProbeMonitor):
         on_vanishing="warn",
         on_exploding="warn",
     ):
+        require_supported_backend("GradientMonitor")
         if not isinstance(probe, (tuple, list)) or len(probe) != 2:
             received = (
                 f"a {type(probe).__name__} of length {len(probe)}"
@@ -173,11 +177,11 @@ class GradientMonitor(ProbeMonitor):
 
     @property
     def vanishing_layers(self):
-        return self.flagged["vanishing"]
+        return self._flagged["vanishing"]
 
     @property
     def exploding_layers(self):
-        return self.flagged["exploding"]
+        return self._flagged["exploding"]
 
     def _build_measure(self):
         model = self.model
