@@ -4,7 +4,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-_MAX_STEP_TICKS = 8
+_MAX_STEP_TICKS = 16
 
 
 def plot_layers_by_step(
