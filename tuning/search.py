@@ -138,14 +138,16 @@ def _search(args, argv, hypermodel, search_args):
         with distributed.environment(KERASTUNER_TUNER_ID="chief",
                                      KERASTUNER_ORACLE_IP=distributed.LOCALHOST,
                                      KERASTUNER_ORACLE_PORT=str(port)):
-            tuner = new_tuner()
-            _announce(tuner.oracle)
-            tuner.save()
             threads = max(1, (os.cpu_count() or 1) // args.workers)
             pool = distributed.WorkerPool(distributed.worker_command(argv), args.workers, port,
                                           os.path.join(args.directory, "workers"), threads)
+            # Workers first: their start-up (importing TensorFlow) overlaps the
+            # chief's; they wait for the chief's server to answer.
             pool.start()
             try:
+                tuner = new_tuner()
+                _announce(tuner.oracle)
+                tuner.save()
                 finished = distributed.serve(tuner.oracle, f"{distributed.LOCALHOST}:{port}", pool)
             finally:
                 pool.stop()
