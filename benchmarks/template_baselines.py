@@ -10,20 +10,8 @@ scores (R^2 or accuracy) and their difference.
 
 import argparse
 
-from templates.baselines import baseline_score
-from templates.data import load_bundled
-from templates.recipe import train
+from templates.baselines import template_against_linear
 from templates.tasks import TASKS
-from templates.training import TrainingConfig
-
-
-def compare(task, seed):
-    """Returns `(template_score, baseline_score)` for one task and seed."""
-    spec = TASKS[task]
-    features, target = load_bundled(spec.default_dataset)
-    config = TrainingConfig(seed=seed)
-    run = train(task, features, target, config=config, verbose=0)
-    return run.metrics["test"][spec.score_metric], baseline_score(task, features, target, config=config)
 
 
 def main():
@@ -33,7 +21,7 @@ def main():
     print(f"{'task':<11} {'data set':<14} {'seed':>4} {'metric':>8} {'template':>9} {'linear':>8} {'diff':>7}")
     for task, spec in TASKS.items():
         for seed in args.seeds:
-            ours, linear = compare(task, seed)
+            ours, linear = template_against_linear(task, seed)
             print(f"{task:<11} {spec.default_dataset:<14} {seed:>4} {spec.score_metric:>8} "
                   f"{ours:>9.4f} {linear:>8.4f} {ours - linear:>+7.4f}")
 

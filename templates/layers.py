@@ -1,8 +1,9 @@
-"""The two small layers the templates add to Keras, both serializable.
+"""The small layers the templates add to Keras, all serializable.
 
 `ReplaceNaN` fills missing numeric values inside the model, so a saved model
-predicts from raw rows with gaps. `LabeledDense` is a `Dense` output layer that
-also carries the class names, so the labels travel with the `.keras` file.
+predicts from raw rows with gaps. `ColumnNames` and `LabeledDense` carry names
+inside the `.keras` file: which raw columns feed the numeric input, and the
+class names of the output.
 
 Example:
 
@@ -44,13 +45,47 @@ class ReplaceNaN(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_templates")
+class ColumnNames(keras.layers.Layer):
+    """Passes its input through unchanged and records the names of its columns.
+
+    Args:
+        names: list of str, one name per column of the input, in order.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = ColumnNames(["age", "income"])
+    >>> layer(np.ones((1, 2), dtype="float32")).shape, layer.names
+    ((1, 2), ['age', 'income'])
+    """
+
+    def __init__(self, names, **kwargs):
+        super().__init__(**kwargs)
+        self.names = [str(name) for name in names]
+
+    def call(self, inputs):
+        return inputs
+
+    def get_config(self):
+        return {**super().get_config(), "names": self.names}
+
+
+@keras.saving.register_keras_serializable(package="keras_templates")
 class LabeledDense(keras.layers.Dense):
-    """A `Dense` layer that remembers the names of the classes it predicts.
+    """A `Dense` output layer that knows its class names and target units.
+
+    The output is `offset + scale * activation(x @ kernel + bias)`. For
+    regression, `offset` and `scale` are the training target's mean and
+    standard deviation: the weights learn a unit-scale target, the model
+    predicts in the target's own units. With the defaults (0 and 1) it is a
+    plain `Dense` layer.
 
     Args:
         units: int, output units.
         class_names: list of str, one name per class (for a one-unit sigmoid
             output: `[negative, positive]`); empty for regression.
+        offset: float, added to the output. Defaults to `0.0`.
+        scale: float, multiplies the output. Defaults to `1.0`.
         **kwargs: the arguments of `keras.layers.Dense`.
 
     Example:
@@ -60,9 +95,20 @@ class LabeledDense(keras.layers.Dense):
     ['a', 'b', 'c']
     """
 
-    def __init__(self, units, class_names=(), **kwargs):
+    def __init__(self, units, class_names=(), offset=0.0, scale=1.0, **kwargs):
         super().__init__(units, **kwargs)
         self.class_names = [str(name) for name in class_names]
+        self.offset = float(offset)
+        self.scale = float(scale)
+
+    def call(self, inputs, training=None):
+        outputs = super().call(inputs, training=training)
+        if (self.offset, self.scale) == (0.0, 1.0):
+            # Return the activation's own output: tools that look for the
+            # model's output activation (monitors, checks) then find it.
+            return outputs
+        return self.offset + self.scale * outputs
 
     def get_config(self):
-        return {**super().get_config(), "class_names": self.class_names}
+        return {**super().get_config(), "class_names": self.class_names,
+                "offset": self.offset, "scale": self.scale}

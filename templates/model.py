@@ -121,10 +121,13 @@ def build_model(task, train_features, labels, *, hidden=(64, 64), activation="re
         )(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"dropout_{depth}")(x)
+    offset, scale = spec.target_scaling(labels.values)
     outputs = LabeledDense(
         spec.units(len(labels.class_names)),
         activation=spec.output_activation,
         class_names=labels.class_names,
+        offset=offset,
+        scale=scale,
         name="output",
     )(x)
     with raw_column_keys():
@@ -132,6 +135,9 @@ def build_model(task, train_features, labels, *, hidden=(64, 64), activation="re
     model.compile(
         optimizer=make_optimizer(optimizer, learning_rate),
         loss=spec.loss_for(labels),
+        # With the output in target units, this weight makes the loss the one
+        # of a unit-scale target, so step sizes do not depend on those units.
+        loss_weights=1.0 / scale**2,
         metrics=spec.train_metrics(),
         steps_per_execution=steps_per_execution,
     )

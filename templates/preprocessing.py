@@ -12,7 +12,7 @@ Example:
 >>> frame = pd.DataFrame({"age": [30.0, None, 50.0], "city": ["Oslo", "Rome", None]})
 >>> inputs, features = build_preprocessing(frame)
 >>> sorted(inputs), features.shape
-(['age', 'city'], (None, 4))
+(['city', 'numeric_columns'], (None, 4))
 """
 
 import contextlib
@@ -24,11 +24,14 @@ import pandas as pd
 import tensorflow as tf
 
 from templates.errors import TemplateError, shorten
-from templates.layers import ReplaceNaN
+from templates.layers import ColumnNames, ReplaceNaN
 
 NUMERIC = "float32"
 TEXT = "string"
 MISSING_TEXT = ""
+# The model input holding every numeric column, and the layer naming them.
+NUMERIC_INPUT = "numeric_columns"
+COLUMN_NAMES_LAYER = "numeric_column_names"
 
 
 def column_kinds(frame):
@@ -36,6 +39,11 @@ def column_kinds(frame):
 
     Booleans and text are categories; all other numbers are numeric.
     """
+    if NUMERIC_INPUT in frame.columns:
+        raise TemplateError(
+            f"Column name '{NUMERIC_INPUT}' is reserved for the model's numeric "
+            "input; rename that column."
+        )
     return {
         name: NUMERIC
         if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
@@ -47,34 +55,38 @@ def column_kinds(frame):
 def build_preprocessing(train_frame):
     """Builds the model's inputs and its preprocessed feature tensor.
 
+    Numeric columns travel together as one matrix input, `NUMERIC_INPUT`
+    (one tensor per step instead of one per column keeps training fast); a
+    `ColumnNames` layer records which columns it holds, in order. Each text
+    column is an input of its own, keyed by its name.
+
     Args:
         train_frame: DataFrame of the training split's raw feature columns;
             normalisation and vocabularies are computed from it alone.
 
     Returns:
-        `(inputs, features)`: a dict of `keras.Input` keyed by column name,
-        and the concatenated numeric feature tensor.
+        `(inputs, features)`: a dict of `keras.Input` and the concatenated
+        numeric feature tensor.
     """
     kinds = column_kinds(train_frame)
-    inputs = {name: keras.Input(shape=(1,), name=_input_name(name), dtype=kind)
-              for name, kind in kinds.items()}
-    encoded = []
     numeric = [name for name, kind in kinds.items() if kind == NUMERIC]
+    text = [name for name, kind in kinds.items() if kind == TEXT]
+    inputs, encoded = {}, []
     if numeric:
+        inputs[NUMERIC_INPUT] = keras.Input(shape=(len(numeric),), name=NUMERIC_INPUT, dtype=NUMERIC)
         values = train_frame[numeric].to_numpy(dtype="float64")
         normalize = keras.layers.Normalization(
             mean=np.nanmean(values, axis=0),
             variance=np.nanvar(values, axis=0),
             name="normalize_numeric",
         )
-        stacked = inputs[numeric[0]] if len(numeric) == 1 else keras.layers.Concatenate(
-            name="numeric_columns")([inputs[name] for name in numeric])
-        encoded.append(ReplaceNaN(name="impute_mean")(normalize(stacked)))
-    for name in (n for n, kind in kinds.items() if kind == TEXT):
+        named = ColumnNames(numeric, name=COLUMN_NAMES_LAYER)(inputs[NUMERIC_INPUT])
+        encoded.append(ReplaceNaN(name="impute_mean")(normalize(named)))
+    for index, name in enumerate(text):
+        inputs[name] = keras.Input(shape=(1,), name=_input_name(name), dtype=TEXT)
         vocabulary = sorted(set(_text_column(train_frame[name])) - {MISSING_TEXT})
         lookup = keras.layers.StringLookup(
-            vocabulary=vocabulary or ["<none>"], output_mode="one_hot",
-            name=f"one_hot_{len(encoded)}",
+            vocabulary=vocabulary or ["<none>"], output_mode="one_hot", name=f"one_hot_{index}",
         )
         encoded.append(lookup(inputs[name]))
     features = encoded[0] if len(encoded) == 1 else keras.layers.Concatenate(
@@ -111,19 +123,18 @@ def model_input_kinds(model):
             "The model does not take named columns; expected a model saved by "
             "a keras-templates template."
         )
-    return {name: tensor.dtype for name, tensor in model.input.items()}
+    numeric = model.get_layer(COLUMN_NAMES_LAYER).names if NUMERIC_INPUT in model.input else []
+    text = [name for name in model.input if name != NUMERIC_INPUT]
+    return {**{name: NUMERIC for name in numeric}, **{name: TEXT for name in text}}
 
 
-def frame_to_inputs(frame, kinds, source="the data"):
-    """Turns raw columns into the arrays the model's inputs expect.
+def clean_columns(frame, kinds, source="the data"):
+    """Returns the columns in `kinds` as float32 numbers (NaN if missing) or text.
 
     Args:
         frame: DataFrame holding (at least) the columns in `kinds`.
         kinds: dict `{column: "float32" | "string"}`.
         source: str, how to name the data in error messages.
-
-    Returns:
-        A dict of `(rows, 1)` arrays keyed by column name.
 
     Raises:
         TemplateError: for a missing column or a non-numeric value in a
@@ -135,13 +146,36 @@ def frame_to_inputs(frame, kinds, source="the data"):
             f"{source} lacks {len(missing)} column(s) the model expects: "
             f"{shorten(missing)}."
         )
+    return pd.DataFrame({
+        name: _numeric_column(frame[name], name, source) if kind == NUMERIC
+        else _text_column(frame[name])
+        for name, kind in kinds.items()
+    })
+
+
+def frame_to_inputs(frame, kinds, source="the data"):
+    """Turns raw columns into the arrays the model's inputs expect.
+
+    Args:
+        frame: DataFrame holding (at least) the columns in `kinds`.
+        kinds: dict `{column: "float32" | "string"}`.
+        source: str, how to name the data in error messages.
+
+    Returns:
+        A dict of arrays: the numeric columns as one `(rows, columns)` matrix
+        under `NUMERIC_INPUT`, each text column as `(rows, 1)` under its name.
+
+    Raises:
+        TemplateError: for a missing column or a non-numeric value in a
+            numeric column.
+    """
+    columns = clean_columns(frame, kinds, source)
+    numeric = [name for name, kind in kinds.items() if kind == NUMERIC]
     arrays = {}
-    for name, kind in kinds.items():
-        column = frame[name]
-        if kind == TEXT:
-            arrays[name] = _text_column(column).reshape(-1, 1)
-        else:
-            arrays[name] = _numeric_column(column, name, source).reshape(-1, 1)
+    if numeric:
+        arrays[NUMERIC_INPUT] = columns[numeric].to_numpy(dtype="float32")
+    for name in (name for name, kind in kinds.items() if kind == TEXT):
+        arrays[name] = columns[name].to_numpy(dtype=object).reshape(-1, 1)
     return arrays
 
 
@@ -174,7 +208,7 @@ def make_dataset(inputs, targets=None, *, batch_size=32, shuffle=False, seed=0):
         tensors = (tensors, tf.constant(targets))
     num_rows = len(next(iter(inputs.values())))
     # Shuffle and batch row indices, then gather whole batches: far cheaper
-    # than pushing every row through the pipeline one column at a time.
+    # than pushing every row through the pipeline one at a time.
     rows = tf.data.Dataset.range(num_rows)
     if shuffle:
         rows = rows.shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)

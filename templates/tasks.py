@@ -18,7 +18,7 @@ from typing import Callable
 
 import keras
 import numpy as np
-from sklearn import linear_model
+from sklearn import ensemble, linear_model
 from sklearn import metrics as sk_metrics
 
 from templates import labels
@@ -44,12 +44,18 @@ class Task:
             models of this task are compared.
         linear_baseline: callable returning the scikit-learn linear model
             the templates are measured against.
+        boosting_baseline: callable returning scikit-learn's histogram
+            gradient boosting for the task, the strong tabular baseline.
         test_metrics: dict mapping a metric name to `fn(y_true, prediction)`,
             computed on the test split.
         encode_labels: callable turning raw labels into `labels.Labels`.
         decode_predictions: callable `fn(prediction, class_names)` returning
             a dict of output columns (`prediction`, and `probability` of the
             predicted class for classifiers).
+        target_scaling: callable `fn(train_values)` returning `(offset,
+            scale)`: the model learns `(y - offset) / scale` and its output
+            layer maps back, so the loss sees a unit-scale target whatever
+            the units of `y` (regression), or `(0, 1)` (classification).
         stratify: bool, whether splits keep the class proportions.
         default_dataset: str, the bundled data set the template trains on when
             given no data.
@@ -64,9 +70,11 @@ class Task:
     curve_metric: str
     score_metric: str
     linear_baseline: Callable
+    boosting_baseline: Callable
     test_metrics: dict
     encode_labels: Callable
     decode_predictions: Callable
+    target_scaling: Callable
     stratify: bool
     default_dataset: str
 
@@ -111,6 +119,10 @@ def _decode_classes(prediction, class_names):
     }
 
 
+def _unscaled(values):
+    return 0.0, 1.0
+
+
 def _sparse_truth(y_true):
     y_true = np.asarray(y_true)
     return np.argmax(y_true, axis=-1) if y_true.ndim == 2 else y_true
@@ -127,6 +139,7 @@ TASKS = {
         curve_metric="mae",
         score_metric="r2",
         linear_baseline=lambda: linear_model.RidgeCV(alphas=np.logspace(-3, 3, 13)),
+        boosting_baseline=lambda: ensemble.HistGradientBoostingRegressor(random_state=0),
         test_metrics={
             "mse": lambda y, p: sk_metrics.mean_squared_error(y, np.ravel(p)),
             "mae": lambda y, p: sk_metrics.mean_absolute_error(y, np.ravel(p)),
@@ -134,6 +147,7 @@ TASKS = {
         },
         encode_labels=labels.encode_regression_target,
         decode_predictions=_decode_value,
+        target_scaling=lambda values: (float(np.mean(values)), float(np.std(values)) or 1.0),
         stratify=False,
         default_dataset="diabetes",
     ),
@@ -152,6 +166,7 @@ TASKS = {
         curve_metric="accuracy",
         score_metric="accuracy",
         linear_baseline=lambda: linear_model.LogisticRegression(max_iter=5000),
+        boosting_baseline=lambda: ensemble.HistGradientBoostingClassifier(random_state=0),
         test_metrics={
             "accuracy": lambda y, p: sk_metrics.accuracy_score(y, _binary_decision(p)),
             "auc": lambda y, p: sk_metrics.roc_auc_score(y, _positive_probability(p)),
@@ -164,6 +179,7 @@ TASKS = {
         },
         encode_labels=labels.encode_binary_labels,
         decode_predictions=_decode_binary,
+        target_scaling=_unscaled,
         stratify=True,
         default_dataset="breast_cancer",
     ),
@@ -177,6 +193,7 @@ TASKS = {
         curve_metric="accuracy",
         score_metric="accuracy",
         linear_baseline=lambda: linear_model.LogisticRegression(max_iter=5000),
+        boosting_baseline=lambda: ensemble.HistGradientBoostingClassifier(random_state=0),
         test_metrics={
             "accuracy": lambda y, p: sk_metrics.accuracy_score(
                 _sparse_truth(y), _class_index(p)
@@ -184,6 +201,7 @@ TASKS = {
         },
         encode_labels=labels.encode_class_labels,
         decode_predictions=_decode_classes,
+        target_scaling=_unscaled,
         stratify=True,
         default_dataset="wine",
     ),

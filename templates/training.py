@@ -56,7 +56,7 @@ class TrainingConfig:
     hidden: tuple = (64, 64)
     activation: str = "relu"
     dropout: float = 0.0
-    l2: float = 0.0
+    l2: float = 0.1
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     gd: str = "minibatch"

@@ -45,15 +45,28 @@ def test_text_and_boolean_columns_become_categories():
 def test_columns_with_slashes_in_their_names_work(tiny_config):
     frame = make_frame("regression").rename(columns={"noise": "od280/od315"})
     run = train("regression", frame.drop(columns="target"), frame["target"], config=tiny_config, verbose=0)
-    assert "od280/od315" in run.model.input
+    assert "od280/od315" in preprocessing.model_input_kinds(run.model)
 
 
 def test_numpy_arrays_are_accepted_from_python(tiny_config):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 3))
     run = train("binary", x, (x[:, 0] > 0).astype(int), config=tiny_config, verbose=0)
-    assert sorted(run.model.input) == ["x0", "x1", "x2"]
+    assert preprocessing.model_input_kinds(run.model) == {"x0": "float32", "x1": "float32", "x2": "float32"}
     assert run.metrics["class_names"] == ["0", "1"]
+
+
+def test_text_columns_with_slashes_in_their_names_work(tiny_config):
+    frame = make_frame("binary").rename(columns={"colour": "colour/shade"})
+    run = train("binary", frame.drop(columns="target"), frame["target"], config=tiny_config, verbose=0)
+    assert "colour/shade" in run.model.input
+
+
+def test_numeric_columns_reach_the_model_as_one_matrix_in_column_order():
+    frame = pd.DataFrame({"b": [1.0, 2.0], "city": ["x", "y"], "a": [3.0, np.nan]})
+    arrays = preprocessing.frame_to_inputs(frame, preprocessing.column_kinds(frame))
+    np.testing.assert_array_equal(arrays[preprocessing.NUMERIC_INPUT], [[1.0, 3.0], [2.0, np.nan]])
+    assert arrays["city"].tolist() == [["x"], ["y"]]
 
 
 def test_a_non_numeric_value_in_a_numeric_column_is_named():

@@ -82,3 +82,13 @@ def test_class_names_travel_with_the_output_layer():
     frame = make_frame("multiclass")
     model = build_model("multiclass", frame.drop(columns="target"), encoded("multiclass", frame), hidden=(4,))
     assert model.layers[-1].class_names == ["high", "low", "mid"]
+
+
+def test_regression_learns_a_unit_scale_target_and_predicts_in_its_units():
+    frame = make_frame("regression")
+    frame["target"] = 1e5 + 2e4 * frame["signal"]
+    model = build_model("regression", frame.drop(columns="target"), encoded("regression", frame), hidden=(4,))
+    head = model.layers[-1]
+    assert head.offset == pytest.approx(frame["target"].mean(), rel=1e-4)
+    assert head.scale == pytest.approx(frame["target"].std(ddof=0), rel=1e-4)
+    assert model.loss == "mean_squared_error"

@@ -80,8 +80,8 @@ def test_best_model_predicts_raw_rows_like_a_template_model(finished):
 
 def test_diverging_trial_fails_and_the_search_goes_on(tmp_path):
     status = search(tmp_path, "--fix", "optimizer=sgd", "--fix", "learning_rate=1e12,0.01",
-                    "--fix", "activation=relu", "--fix", "dropout=0", "--fix", "l2=0",
-                    "--fix", "batch_size=32")
+                    "--fix", "activation=tanh", "--fix", "dropout=0", "--fix", "l2=0",
+                    "--fix", "batch_size=32", task="regression")
     rows = board(tmp_path).set_index("learning_rate")
     assert status == 0
     assert rows.loc[1e12, "status"] == "FAILED" and "became" in rows.loc[1e12, "reason"]
@@ -90,7 +90,7 @@ def test_diverging_trial_fails_and_the_search_goes_on(tmp_path):
 
 def test_consecutive_failures_stop_the_search_with_a_message(tmp_path, capsys):
     status = search(tmp_path, "--fix", "optimizer=sgd", "--fix", "learning_rate=1e12",
-                    "--max-consecutive-failures", "1")
+                    "--fix", "activation=tanh", "--max-consecutive-failures", "1", task="regression")
     assert status == 1
     assert "consecutive failed trials" in capsys.readouterr().err
 

@@ -38,7 +38,7 @@ from templates.recipe import prepare
 from templates.tasks import TASKS, get_task
 from templates.training import TrainingConfig, seed_everything
 from tuning import distributed
-from tuning.baselines import baseline_scores
+from templates.baselines import baseline_scores
 from tuning.final_model import retrain_best
 from tuning.hypermodel import TemplateHyperModel
 from tuning.importance import importance, plot_sensitivity

@@ -123,7 +123,7 @@ SEARCH_SPACE = {
         Hyperparameter("dropout", float, lambda v: 0 <= v < 1, "a number with 0 <= dropout < 1",
                        low=0.0, high=0.5),
         Hyperparameter("l2", float, lambda v: _finite(v) and v >= 0, "a number >= 0",
-                       low=1e-6, high=1e-2, log=True),
+                       low=1e-6, high=1e-1, log=True),
         Hyperparameter("batch_size", int, lambda v: v >= 1, "an integer >= 1",
                        values=(32, 64, 128, 256)),
     )
