@@ -2,7 +2,6 @@
 
 import math
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -105,6 +104,7 @@ class GradientMonitor(ProbeMonitor):
 
     Example:
 
+    >>> import keras
     >>> import numpy as np
     >>> x = np.random.rand(64, 4).astype("float32")
     >>> y = x.sum(axis=1, keepdims=True)

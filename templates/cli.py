@@ -5,7 +5,11 @@ stderr and exit status 2, before anything is trained or written.
 
 Example:
 
->>> run_template("multiclass", ["--epochs", "2", "--output", "runs/doc-example", "--quiet"])
+>>> run_template("multiclass", ["--epochs", "2", "--output", "wine-run", "--quiet"])
+... # doctest: +ELLIPSIS
+best epoch: ...
+test: accuracy=...
+saved: wine-run
 0
 """
 

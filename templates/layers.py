@@ -55,7 +55,7 @@ class ColumnNames(keras.layers.Layer):
 
     >>> import numpy as np
     >>> layer = ColumnNames(["age", "income"])
-    >>> layer(np.ones((1, 2), dtype="float32")).shape, layer.names
+    >>> tuple(layer(np.ones((1, 2), dtype="float32")).shape), layer.names
     ((1, 2), ['age', 'income'])
     """
 

@@ -21,15 +21,14 @@ Use it from Python:
 >>> from templates.training import TrainingConfig
 >>> features, target = load_bundled("wine")
 >>> run = train(features, target, config=TrainingConfig(epochs=2), verbose=0)
->>> sorted(run.metrics["test"]) == sorted(TASKS[TASK].test_metrics)
-True
+>>> sorted(run.metrics["test"])
+['accuracy']
 """
 
 import functools
 import sys
 
 from templates import cli, model, recipe
-from templates.tasks import TASKS
 
 TASK = "multiclass"
 

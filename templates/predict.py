@@ -9,11 +9,15 @@ Classifiers write the class label and its probability.
 
 Example:
 
->>> import pandas as pd
->>> predictions = predict_frame(load_model("runs/doc-example/model.keras"), pd.DataFrame(
-...     {name: [0.0] for name in load_model("runs/doc-example/model.keras").input}))
->>> list(predictions.columns)
-['prediction', 'probability']
+>>> from templates import multiclass
+>>> from templates.data import load_bundled
+>>> from templates.training import TrainingConfig
+>>> features, target = load_bundled("wine")
+>>> run = multiclass.train(features, target, config=TrainingConfig(epochs=2), verbose=0)
+>>> run.model.save("wine.keras")
+>>> predictions = predict_frame(load_model("wine.keras"), features.head(3))
+>>> list(predictions.columns), len(predictions)
+(['prediction', 'probability'], 3)
 """
 
 import os
