@@ -41,7 +41,7 @@ def test_epochs_is_an_upper_bound_and_the_best_epoch_is_recorded():
 
 def test_the_best_epochs_weights_are_restored():
     frame = make_frame("regression")
-    config = TrainingConfig(hidden=(4,), epochs=6, patience=2, learning_rate=0.3, seed=1)
+    config = TrainingConfig(hidden=(4,), epochs=6, patience=2, learning_rate=0.3, l2=0.0, seed=1)
     run = train("regression", frame.drop(columns="target"), frame["target"], config=config, verbose=0)
     scale = run.model.get_layer("output").scale
     mse = run.metrics["validation"]["mse"]

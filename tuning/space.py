@@ -23,6 +23,7 @@ from typing import Callable
 
 from templates.errors import TemplateError
 from templates.model import ACTIVATION_INITIALIZERS, OPTIMIZERS
+from templates.training import TrainingConfig
 
 FIX_SYNTAX = "NAME=VALUE, NAME=A,B,C or NAME=LOW:HIGH"
 
@@ -42,6 +43,9 @@ class Hyperparameter:
         low: number, the range's lower end (numeric settings).
         high: number, the range's upper end.
         log: bool, whether the range is sampled on a log scale.
+        default: the value of the first trial, when the range allows it: the
+            templates' own default, so every search starts from a known good
+            configuration.
     """
 
     name: str
@@ -52,6 +56,7 @@ class Hyperparameter:
     low: "float | None" = None
     high: "float | None" = None
     log: bool = False
+    default: object = None
 
     @property
     def fixed(self):
@@ -63,11 +68,14 @@ class Hyperparameter:
         if self.fixed:
             return hp.Fixed(self.name, self.values[0])
         if self.values:
-            return hp.Choice(self.name, list(self.values))
+            default = self.default if self.default in self.values else None
+            return hp.Choice(self.name, list(self.values), default=default)
         sampling = "log" if self.log else "linear"
+        in_range = self.default is not None and self.low <= self.default <= self.high
+        default = self.default if in_range else None
         if self.parse is int:
-            return hp.Int(self.name, self.low, self.high, sampling=sampling)
-        return hp.Float(self.name, self.low, self.high, sampling=sampling)
+            return hp.Int(self.name, self.low, self.high, sampling=sampling, default=default)
+        return hp.Float(self.name, self.low, self.high, sampling=sampling, default=default)
 
     def narrowed(self, text):
         """Returns this setting restricted as `--fix NAME=text` says."""
@@ -103,6 +111,10 @@ class Hyperparameter:
         return dataclasses.replace(self, low=low, high=high)
 
 
+# The templates' defaults: the first trial of every search.
+_TEMPLATE = TrainingConfig()
+
+
 def _finite(value):
     return math.isfinite(value)
 
@@ -111,21 +123,24 @@ SEARCH_SPACE = {
     hyperparameter.name: hyperparameter
     for hyperparameter in (
         Hyperparameter("learning_rate", float, lambda v: _finite(v) and v > 0,
-                       "a number > 0", low=1e-4, high=1e-1, log=True),
+                       "a number > 0", low=1e-4, high=1e-1, log=True,
+                       default=_TEMPLATE.learning_rate),
         Hyperparameter("optimizer", str, lambda v: v in OPTIMIZERS,
-                       f"one of {', '.join(OPTIMIZERS)}", values=tuple(OPTIMIZERS)),
+                       f"one of {', '.join(OPTIMIZERS)}", values=tuple(OPTIMIZERS),
+                       default=_TEMPLATE.optimizer),
         Hyperparameter("activation", str, lambda v: v in ACTIVATION_INITIALIZERS,
                        f"one of {', '.join(ACTIVATION_INITIALIZERS)}",
-                       values=tuple(ACTIVATION_INITIALIZERS)),
-        Hyperparameter("depth", int, lambda v: v >= 1, "an integer >= 1", low=1, high=4),
+                       values=tuple(ACTIVATION_INITIALIZERS), default=_TEMPLATE.activation),
+        Hyperparameter("depth", int, lambda v: v >= 1, "an integer >= 1", low=1, high=4,
+                       default=len(_TEMPLATE.hidden)),
         Hyperparameter("width", int, lambda v: v >= 1, "an integer >= 1",
-                       low=16, high=256, log=True),
+                       low=16, high=256, log=True, default=_TEMPLATE.hidden[0]),
         Hyperparameter("dropout", float, lambda v: 0 <= v < 1, "a number with 0 <= dropout < 1",
-                       low=0.0, high=0.5),
+                       low=0.0, high=0.5, default=_TEMPLATE.dropout),
         Hyperparameter("l2", float, lambda v: _finite(v) and v >= 0, "a number >= 0",
-                       low=1e-6, high=1e-1, log=True),
+                       low=1e-6, high=1e-1, log=True, default=_TEMPLATE.l2),
         Hyperparameter("batch_size", int, lambda v: v >= 1, "an integer >= 1",
-                       values=(32, 64, 128, 256)),
+                       values=(32, 64, 128, 256), default=_TEMPLATE.batch_size),
     )
 }
 
