@@ -1,12 +1,12 @@
 """Benchmark of `tuning.search`: workers speed-up, memory over trials, quality vs baselines.
 
-    python benchmarks/tuning.py [--trials-speed 8] [--trials-memory 30] [--trials-quality 20] \
-        [--max-epochs 30] [--parts speed,memory,quality]
+    python benchmarks/tuning.py [--trials-speed 8] [--rounds 3] [--trials-memory 30] \
+        [--trials-quality 20] [--max-epochs 30] [--parts speed,memory,quality]
 
 Prints, in one run:
 1. wall time of the same 8-trial search (breast_cancer) in one process and
    with `--workers 2`, end to end (start-up, search, retraining, report), and
-   their ratio;
+   their ratio, over alternating rounds;
 2. resident memory of a 30-trial search after trial 1 and after the last
    trial (the growth is what leaks between trials);
 3. on breast_cancer, wine and diabetes, the tuned test score against the best
@@ -19,6 +19,7 @@ would run it, in a fresh temporary folder.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,12 +51,16 @@ def rss_mb(pid):
     return float("nan")
 
 
-def speed(trials, root, max_epochs):
+def speed(trials, root, max_epochs, rounds):
     arguments = ["--task", "binary", "--max-trials", str(trials), "--max-epochs", str(max_epochs)]
-    one = run_search(os.path.join(root, "one"), *arguments)
-    two = run_search(os.path.join(root, "two"), *arguments, "--workers", "2")
-    print(f"{trials}-trial search, breast_cancer: one process {one:.1f}s, "
-          f"--workers 2 {two:.1f}s, ratio {two / one:.2f}", flush=True)
+    ratios = []
+    for round_ in range(rounds):
+        one = run_search(os.path.join(root, f"one-{round_}"), *arguments)
+        two = run_search(os.path.join(root, f"two-{round_}"), *arguments, "--workers", "2")
+        ratios.append(two / one)
+        print(f"{trials}-trial search, breast_cancer: one process {one:.1f}s, "
+              f"--workers 2 {two:.1f}s, ratio {two / one:.2f}", flush=True)
+    print(f"median ratio over {rounds} rounds: {statistics.median(ratios):.2f}", flush=True)
 
 
 def memory(trials, root):
@@ -89,6 +94,7 @@ def quality(trials, root, workers, max_epochs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials-speed", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the speed part")
     parser.add_argument("--trials-memory", type=int, default=30)
     parser.add_argument("--trials-quality", type=int, default=20)
     parser.add_argument("--quality-workers", type=int, default=2)
@@ -99,7 +105,7 @@ def main():
     with tempfile.TemporaryDirectory() as root:
         parts = args.parts.split(",")
         if "speed" in parts:
-            speed(args.trials_speed, root, args.max_epochs)
+            speed(args.trials_speed, root, args.max_epochs, args.rounds)
         if "memory" in parts:
             memory(args.trials_memory, root)
         if "quality" in parts:

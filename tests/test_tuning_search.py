@@ -161,3 +161,15 @@ def test_directory_of_another_task_is_refused(other_task_directory, capsys):
     status = main(["--task", "regression", "--directory", str(other_task_directory)])
     assert status == 2
     assert "task='binary'" in capsys.readouterr().err
+
+
+def test_the_first_trial_is_the_templates_default_configuration(tmp_path):
+    from templates.training import TrainingConfig
+
+    defaults = TrainingConfig()
+    search(tmp_path, trials=1)
+    first = board(tmp_path).iloc[0]
+    assert (first["optimizer"], first["activation"]) == (defaults.optimizer, defaults.activation)
+    assert first["learning_rate"] == pytest.approx(defaults.learning_rate)
+    assert first["l2"] == pytest.approx(defaults.l2)
+    assert (first["dropout"], first["batch_size"]) == (defaults.dropout, defaults.batch_size)

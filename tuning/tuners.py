@@ -7,6 +7,7 @@ Example:
 """
 
 import keras_tuner
+from keras_tuner.engine.trial import TrialStatus
 
 from templates.errors import TemplateError
 from tuning.progress_oracle import ProgressOracle
@@ -14,11 +15,26 @@ from tuning.progress_oracle import ProgressOracle
 OBJECTIVE = keras_tuner.Objective("val_loss", direction="min")
 
 
-class RandomSearchOracle(ProgressOracle, keras_tuner.oracles.RandomSearchOracle):
+class StartsFromDefaults:
+    """Oracle mixin: the first trial uses every hyperparameter's default.
+
+    The defaults of `tuning.space.SEARCH_SPACE` are the templates' own, so a
+    search never ends worse (on validation) than the untuned template. Random
+    and Bayesian search would otherwise sample their first trials at random.
+    """
+
+    def populate_space(self, trial_id):
+        if not self.trials:
+            return {"status": TrialStatus.RUNNING, "values": self.hyperparameters.values}
+        return super().populate_space(trial_id)
+
+
+class RandomSearchOracle(ProgressOracle, StartsFromDefaults,
+                         keras_tuner.oracles.RandomSearchOracle):
     """KerasTuner's random search with progress lines and a failure limit."""
 
 
-class BayesianOptimizationOracle(ProgressOracle,
+class BayesianOptimizationOracle(ProgressOracle, StartsFromDefaults,
                                  keras_tuner.oracles.BayesianOptimizationOracle):
     """KerasTuner's Gaussian-process search with progress lines and a failure limit."""
 
