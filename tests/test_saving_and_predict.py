@@ -1,5 +1,10 @@
 """Saved models reload in a fresh process and predict from raw CSV rows."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +12,7 @@ import pytest
 from templates.cli import run_template
 from templates.predict import load_model, predict_frame
 
-from conftest import make_frame, run_module
+from conftest import REPO_ROOT, make_frame, run_module
 
 RESULT_FILES = {"model.keras", "metrics.json", "history.csv", "curves.png"}
 
@@ -97,3 +102,17 @@ def test_overwrite_replaces_the_results(tmp_path, csv_for):
             "--output", str(output), "--quiet", "--overwrite"]
     assert run_template("regression", args) == 0
     assert RESULT_FILES <= {path.name for path in output.iterdir()}
+
+
+def test_a_template_copied_into_another_project_still_runs(tmp_path, csv_for):
+    project = tmp_path / "my_project"
+    project.mkdir()
+    (project / "train_churn.py").write_text(pathlib.Path(REPO_ROOT, "templates", "binary.py").read_text())
+    result = subprocess.run(
+        [sys.executable, "train_churn.py", "--csv", csv_for("binary"), "--target", "target",
+         "--hidden", "4", "--epochs", "2", "--output", str(project / "run"), "--quiet"],
+        capture_output=True, text=True, cwd=project, timeout=300,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    assert (project / "run" / "model.keras").is_file()
