@@ -4,7 +4,6 @@ import warnings
 
 import keras
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -277,23 +276,17 @@ def test_invalid_arguments_name_the_received_value(kwargs, match):
         GradientMonitor(**kwargs)
 
 
-
 def test_unsupported_backend_raises_naming_it(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(RuntimeError, match="active backend is 'jax'"):
         GradientMonitor(probe=probe())
 
-def test_plugs_into_the_binary_template():
-    from templates import binary, preprocessing
+
+def test_plugs_into_the_binary_template(template_data):
+    from templates import binary
     from templates.training import TrainingConfig
 
-    rng = np.random.default_rng(0)
-    features = pd.DataFrame(
-        {"age": rng.normal(40, 10, 200).astype("float32"),
-         "city": rng.choice(["Oslo", "Rome", "Lima"], 200)}
-    )
-    target = np.where(features["age"] > 40, "yes", "no")
-    x = preprocessing.frame_to_inputs(features.head(64), preprocessing.column_kinds(features))
+    features, target, x = template_data
     monitor = GradientMonitor(probe=(x, (target[:64] == "yes").astype("float32")))
     run = binary.train(features, target, config=TrainingConfig(hidden=(8,), epochs=2),
                        callbacks=[monitor], verbose=0)

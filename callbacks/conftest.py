@@ -1,0 +1,25 @@
+"""Fixtures shared by the callbacks' tests."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.fixture
+def template_data():
+    """Raw columns for a template, their labels, and a 64-row probe of the inputs.
+
+    Returns:
+        `(features, target, probe_x)`: a DataFrame with a numeric and a text
+        column, "yes"/"no" labels, and the first 64 rows as model inputs.
+    """
+    from templates import preprocessing
+
+    rng = np.random.default_rng(0)
+    features = pd.DataFrame(
+        {"age": rng.normal(40, 10, 200).astype("float32"),
+         "city": rng.choice(["Oslo", "Rome", "Lima"], 200)}
+    )
+    target = np.where(features["age"] > 40, "yes", "no")
+    probe_x = preprocessing.frame_to_inputs(features.head(64), preprocessing.column_kinds(features))
+    return features, target, probe_x
