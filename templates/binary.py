@@ -2,13 +2,7 @@
 
 The model ends in `Dense(1, activation="sigmoid")` and binary cross-entropy, as the task table
 (`templates.tasks.TASKS["binary"]`) says; test metrics: accuracy, AUC, precision and recall.
-The recipe (`templates.recipe`): a seeded train/validation/test split;
-preprocessing inside the model (normalisation adapted on the training split,
-mean imputation, one-hot categories); hidden layers with the initializer that
-suits their activation; fast compile defaults; early stopping on validation
-loss with the best weights restored; evaluation on the test split; and
-`model.keras`, `metrics.json`, `history.csv`, `curves.png` in the output
-folder.
+It follows the steps of `templates.recipe`, which every template shares.
 
 Run it (without --csv it trains on scikit-learn's bundled 'breast_cancer' data):
 

@@ -2,13 +2,7 @@
 
 The model ends in `Dense(K, activation="softmax")` and sparse categorical cross-entropy (categorical cross-entropy for one-hot labels), as the task table
 (`templates.tasks.TASKS["multiclass"]`) says; test metrics: accuracy.
-The recipe (`templates.recipe`): a seeded train/validation/test split;
-preprocessing inside the model (normalisation adapted on the training split,
-mean imputation, one-hot categories); hidden layers with the initializer that
-suits their activation; fast compile defaults; early stopping on validation
-loss with the best weights restored; evaluation on the test split; and
-`model.keras`, `metrics.json`, `history.csv`, `curves.png` in the output
-folder.
+It follows the steps of `templates.recipe`, which every template shares.
 
 Run it (without --csv it trains on scikit-learn's bundled 'wine' data):
 

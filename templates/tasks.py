@@ -119,6 +119,14 @@ def _decode_classes(prediction, class_names):
     }
 
 
+def _auc(y_true, probability):
+    # AUC is undefined when the test rows hold one class (a small separate
+    # test set can); report NaN instead of failing after training.
+    if len(np.unique(y_true)) < 2:
+        return float("nan")
+    return sk_metrics.roc_auc_score(y_true, probability)
+
+
 def _unscaled(values):
     return 0.0, 1.0
 
@@ -169,7 +177,7 @@ TASKS = {
         boosting_baseline=lambda: ensemble.HistGradientBoostingClassifier(random_state=0),
         test_metrics={
             "accuracy": lambda y, p: sk_metrics.accuracy_score(y, _binary_decision(p)),
-            "auc": lambda y, p: sk_metrics.roc_auc_score(y, _positive_probability(p)),
+            "auc": lambda y, p: _auc(y, _positive_probability(p)),
             "precision": lambda y, p: sk_metrics.precision_score(
                 y, _binary_decision(p), zero_division=0
             ),

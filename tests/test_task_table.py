@@ -92,3 +92,9 @@ def test_regression_learns_a_unit_scale_target_and_predicts_in_its_units():
     assert head.offset == pytest.approx(frame["target"].mean(), rel=1e-4)
     assert head.scale == pytest.approx(frame["target"].std(ddof=0), rel=1e-4)
     assert model.loss == "mean_squared_error"
+
+
+def test_auc_of_a_single_class_test_set_is_nan_not_an_error():
+    auc = TASKS["binary"].test_metrics["auc"]
+    assert np.isnan(auc(np.array([1, 1, 1]), np.array([0.9, 0.2, 0.7])))
+    assert auc(np.array([0, 1]), np.array([0.1, 0.9])) == 1.0
