@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pandas as pd
 from sklearn import datasets as sk_datasets
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from templates.errors import TemplateError, shorten
 
@@ -213,6 +213,46 @@ def split_rows(num_rows, stratify_by=None, *, test_fraction=0.2,
         rows, None if labels is None else labels[rows], validation_fraction, seed
     )
     return Split(train=np.sort(train), validation=np.sort(validation), test=np.sort(test))
+
+
+def cross_validation_folds(num_rows, folds, stratify_by=None, *, seed=0):
+    """Splits row positions into `folds` seeded train/validation pairs.
+
+    Every row is in exactly one validation part. Folds keep the class
+    proportions when `stratify_by` is given and every class has at least
+    `folds` rows; otherwise rows are shuffled into folds without strata.
+
+    Args:
+        num_rows: int, the number of rows.
+        folds: int >= 2, the number of folds.
+        stratify_by: optional array of class labels (one-hot allowed).
+        seed: int, the random seed.
+
+    Returns:
+        list of `(train_positions, validation_positions)` arrays.
+
+    Raises:
+        TemplateError: if there are fewer rows than twice the folds.
+
+    Example:
+
+    >>> [len(validation) for _, validation in cross_validation_folds(10, 3)]
+    [4, 3, 3]
+    """
+    if num_rows < 2 * folds:
+        raise TemplateError(
+            f"Received {num_rows} training and validation rows for {folds} cross-validation "
+            f"folds; expected at least {2 * folds} rows, or fewer folds (--folds)."
+        )
+    rows = np.arange(num_rows)
+    labels = None if stratify_by is None else np.asarray(stratify_by)
+    if labels is not None and labels.ndim == 2:
+        labels = labels.argmax(axis=1)
+    if labels is not None and np.unique(labels, return_counts=True)[1].min() >= folds:
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    else:
+        labels, splitter = None, KFold(folds, shuffle=True, random_state=seed)
+    return list(splitter.split(rows, labels))
 
 
 def _split(rows, labels, fraction, seed):

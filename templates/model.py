@@ -12,6 +12,7 @@ Example:
 
 import keras
 
+from templates.data_loss import DataLoss
 from templates.errors import TemplateError
 from templates.layers import LabeledDense
 from templates.preprocessing import build_preprocessing, raw_column_keys
@@ -83,7 +84,7 @@ def check_hyperparameters(hidden, activation, dropout, l2):
 
 def build_model(task, train_features, labels, *, hidden=(64, 64), activation="relu",
                 dropout=0.0, l2=0.0, optimizer="adam", learning_rate=1e-3,
-                steps_per_execution=STEPS_PER_EXECUTION):
+                steps_per_execution=STEPS_PER_EXECUTION, data_loss=False):
     """Builds and compiles a model that takes raw columns.
 
     Args:
@@ -103,6 +104,9 @@ def build_model(task, train_features, labels, *, hidden=(64, 64), activation="re
         learning_rate: float. Defaults to `1e-3`.
         steps_per_execution: int, training steps per graph call. Defaults to
             `STEPS_PER_EXECUTION`.
+        data_loss: bool, whether to also watch `data_loss`, the loss without
+            the L2 penalty (`templates.data_loss.DataLoss`), by which models
+            with different `l2` compare fairly. Defaults to `False`.
 
     Returns:
         A compiled `keras.Model` whose inputs are a dict keyed by column.
@@ -132,13 +136,18 @@ def build_model(task, train_features, labels, *, hidden=(64, 64), activation="re
     )(x)
     with raw_column_keys():
         model = keras.Model(inputs, outputs, name=f"{task}_template")
+    loss = spec.loss_for(labels)
+    # With the output in target units, this weight makes the loss the one of
+    # a unit-scale target, so step sizes do not depend on those units.
+    loss_weight = 1.0 / scale**2
+    metrics = spec.train_metrics()
+    if data_loss:
+        metrics.append(DataLoss(loss, weight=loss_weight))
     model.compile(
         optimizer=make_optimizer(optimizer, learning_rate),
-        loss=spec.loss_for(labels),
-        # With the output in target units, this weight makes the loss the one
-        # of a unit-scale target, so step sizes do not depend on those units.
-        loss_weights=1.0 / scale**2,
-        metrics=spec.train_metrics(),
+        loss=loss,
+        loss_weights=loss_weight,
+        metrics=metrics,
         steps_per_execution=steps_per_execution,
     )
     return model

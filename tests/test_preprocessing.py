@@ -72,3 +72,29 @@ def test_numeric_columns_reach_the_model_as_one_matrix_in_column_order():
 def test_a_non_numeric_value_in_a_numeric_column_is_named():
     with pytest.raises(ValueError, match="'abc'"):
         preprocessing.frame_to_inputs(pd.DataFrame({"n": ["1", "abc"]}), {"n": "float32"})
+
+
+@pytest.mark.parametrize("num_rows", [preprocessing.ROW_SLICING_MAX_ROWS, preprocessing.ROW_SLICING_MAX_ROWS + 1])
+def test_a_shuffled_dataset_yields_every_row_once_per_epoch_in_a_new_order(num_rows):
+    # Both pipelines (row slicing for small data, gathered batches above it)
+    # keep each row's columns and target together.
+    rows = np.arange(num_rows)
+    inputs = {"numeric_columns": np.stack([rows, -rows], axis=1).astype("float32"),
+              "city": rows.astype(str).astype(object)}
+    data = preprocessing.make_dataset(inputs, rows, batch_size=64, shuffle=True, seed=3)
+
+    def one_epoch():
+        batches = list(data.as_numpy_iterator())
+        columns = np.concatenate([features["numeric_columns"] for features, _ in batches])
+        cities = np.concatenate([features["city"] for features, _ in batches])
+        targets = np.concatenate([target for _, target in batches])
+        assert max(len(target) for _, target in batches) == 64
+        np.testing.assert_array_equal(columns[:, 0], targets)
+        np.testing.assert_array_equal(columns[:, 1], -targets)
+        np.testing.assert_array_equal(cities.astype(str), targets.astype(str))
+        return targets
+
+    first, second = one_epoch(), one_epoch()
+    np.testing.assert_array_equal(np.sort(first), rows)
+    np.testing.assert_array_equal(np.sort(second), rows)
+    assert not np.array_equal(first, rows) and not np.array_equal(first, second)
