@@ -1,7 +1,8 @@
 """Benchmark of `tuning.search`: workers speed-up, memory over trials, quality vs baselines.
 
     python benchmarks/tuning.py [--trials-speed 8] [--rounds 3] [--trials-memory 30] \
-        [--trials-quality 20] [--max-epochs 30] [--parts speed,memory,quality]
+        [--trials-quality 20] [--seeds 0,1,2] [--max-epochs E] [--folds K] \
+        [--parts speed,memory,quality]
 
 Prints, in one run:
 1. wall time of the same 8-trial search (breast_cancer) in one process and
@@ -9,8 +10,13 @@ Prints, in one run:
    their ratio, over alternating rounds;
 2. resident memory of a 30-trial search after trial 1 and after the last
    trial (the growth is what leaks between trials);
-3. on breast_cancer, wine and diabetes, the tuned test score against the best
-   scikit-learn baseline on the same split (accuracy, or R^2 for diabetes).
+3. on breast_cancer, wine and diabetes, for each seed (which also draws the
+   split), the tuned test score against the best scikit-learn baseline on
+   the same split (accuracy, or R^2 for diabetes), and the mean difference.
+
+The searches use the command's defaults (`--max-epochs 100`, `--patience
+10`, 5-fold cross-validation on these small tables) unless `--max-epochs` or
+`--folds` is given.
 
 Every search runs as its own `python -m tuning.search` process, as a user
 would run it, in a fresh temporary folder.
@@ -51,8 +57,14 @@ def rss_mb(pid):
     return float("nan")
 
 
-def speed(trials, root, max_epochs, rounds):
-    arguments = ["--task", "binary", "--max-trials", str(trials), "--max-epochs", str(max_epochs)]
+def optional_arguments(**values):
+    """`--name value` for each value that is not `None`."""
+    return [text for name, value in values.items() if value is not None
+            for text in (f"--{name.replace('_', '-')}", str(value))]
+
+
+def speed(trials, root, rounds, search_options):
+    arguments = ["--task", "binary", "--max-trials", str(trials), *search_options]
     ratios = []
     for round_ in range(rounds):
         one = run_search(os.path.join(root, f"one-{round_}"), *arguments)
@@ -77,18 +89,24 @@ def memory(trials, root):
           f"growth {samples[-1] - samples[0]:+.0f} MB", flush=True)
 
 
-def quality(trials, root, workers, max_epochs):
+def quality(trials, root, workers, seeds, search_options):
     for task, metric in QUALITY:
-        directory = os.path.join(root, f"quality-{task}")
-        seconds = run_search(directory, "--task", task, "--max-trials", str(trials),
-                             "--workers", str(workers), "--max-epochs", str(max_epochs))
-        with open(os.path.join(directory, "metrics.json")) as file:
-            metrics = json.load(file)
-        tuned = metrics["test"][metric]
-        name, best = max(((n, s[metric]) for n, s in metrics["baselines"].items()),
-                         key=lambda item: item[1])
-        print(f"{task:<10} {metric}: tuned {tuned:.4f}, best baseline {best:.4f} ({name}), "
-              f"difference {tuned - best:+.4f}; {trials} trials in {seconds:.0f}s", flush=True)
+        differences = []
+        for seed in seeds:
+            directory = os.path.join(root, f"quality-{task}-{seed}")
+            seconds = run_search(directory, "--task", task, "--max-trials", str(trials),
+                                 "--workers", str(workers), "--seed", str(seed), *search_options)
+            with open(os.path.join(directory, "metrics.json")) as file:
+                metrics = json.load(file)
+            tuned = metrics["test"][metric]
+            name, best = max(((n, s[metric]) for n, s in metrics["baselines"].items()),
+                             key=lambda item: item[1])
+            differences.append(tuned - best)
+            print(f"{task:<10} seed {seed} {metric}: tuned {tuned:.4f}, best baseline {best:.4f} "
+                  f"({name}), difference {tuned - best:+.4f}; {trials} trials in {seconds:.0f}s",
+                  flush=True)
+        print(f"{task:<10} mean difference over seeds {','.join(map(str, seeds))}: "
+              f"{statistics.mean(differences):+.4f}", flush=True)
 
 
 def main():
@@ -98,18 +116,24 @@ def main():
     parser.add_argument("--trials-memory", type=int, default=30)
     parser.add_argument("--trials-quality", type=int, default=20)
     parser.add_argument("--quality-workers", type=int, default=2)
-    parser.add_argument("--max-epochs", type=int, default=30,
-                        help="epoch limit per trial in the speed and quality parts")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds (and splits) of the quality part")
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="epoch limit per trial in the speed and quality parts "
+                        "(default: the command's own, 100)")
+    parser.add_argument("--folds", type=int, default=None,
+                        help="--folds of the speed and quality searches (default: the command's own)")
     parser.add_argument("--parts", default="speed,memory,quality")
     args = parser.parse_args()
+    search_options = optional_arguments(max_epochs=args.max_epochs, folds=args.folds)
     with tempfile.TemporaryDirectory() as root:
         parts = args.parts.split(",")
         if "speed" in parts:
-            speed(args.trials_speed, root, args.max_epochs, args.rounds)
+            speed(args.trials_speed, root, args.rounds, search_options)
         if "memory" in parts:
             memory(args.trials_memory, root)
         if "quality" in parts:
-            quality(args.trials_quality, root, args.quality_workers, args.max_epochs)
+            quality(args.trials_quality, root, args.quality_workers,
+                    [int(seed) for seed in args.seeds.split(",")], search_options)
 
 
 if __name__ == "__main__":

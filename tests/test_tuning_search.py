@@ -13,11 +13,16 @@ import pytest
 from templates.data import load_bundled
 from templates.predict import load_model, predict_frame
 from templates.tasks import get_task
+from tuning import workers
 from tuning.search import main
+
+from conftest import run_module
 
 RESULT_FILES = ("best_hyperparameters.json", "leaderboard.csv", "best_model.keras",
                 "metrics.json", "report.md", "sensitivity.png")
-TINY = ["--max-epochs", "2", "--fix", "depth=1", "--fix", "width=8"]
+TINY_MODEL = ["--max-epochs", "2", "--fix", "depth=1", "--fix", "width=8"]
+# One validation split: cross-validation has tests of its own.
+TINY = [*TINY_MODEL, "--folds", "1"]
 SPACE_COLUMNS = ["learning_rate", "optimizer", "activation", "depth", "width", "dropout",
                  "l2", "batch_size"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,8 +119,7 @@ def _finished_trials(directory):
 
 
 def test_search_killed_after_a_trial_resumes_to_exactly_n_trials(tmp_path):
-    arguments = ["--task", "multiclass", "--max-trials", "3", "--directory", str(tmp_path),
-                 "--max-epochs", "2", "--fix", "depth=1", "--fix", "width=8"]
+    arguments = ["--task", "multiclass", "--max-trials", "3", "--directory", str(tmp_path), *TINY]
     process = subprocess.Popen([sys.executable, "-m", "tuning.search", *arguments], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -128,10 +132,72 @@ def test_search_killed_after_a_trial_resumes_to_exactly_n_trials(tmp_path):
     assert len(rows) == 3 and (rows["status"] == "COMPLETED").all()
 
 
-def test_two_workers_complete_the_search(tmp_path):
-    assert search(tmp_path, "--workers", "2", trials=3) == 0
+def test_two_workers_run_the_same_trials_as_one_process(tmp_path):
+    # As users run it: the workers start before the chief imports TensorFlow.
+    finished = run_module("tuning.search", "--task", "multiclass", "--max-trials", 3,
+                          "--directory", tmp_path / "two", *TINY, "--workers", 2)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert search(tmp_path / "one", trials=3) == 0
+    two, one = (board(tmp_path / name).sort_values("trial").reset_index(drop=True)
+                for name in ("two", "one"))
+    assert len(two) == 3 and (two["status"] == "COMPLETED").all()
+    assert two[SPACE_COLUMNS].equals(one[SPACE_COLUMNS])
+    assert sorted(os.listdir(tmp_path / "two" / "workers")) == ["tuner0.log", "tuner1.log"]
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as file:
+        return [int(child) for child in file.read().split()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
+def test_a_worker_killed_mid_search_is_replaced_and_the_search_completes(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tuning.search", "--task", "multiclass", "--max-trials", "6",
+         "--directory", str(tmp_path), *TINY, "--workers", "2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    assert process.stdout.readline().startswith("trial ")
+    os.kill(_children(process.pid)[0], signal.SIGKILL)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
     rows = board(tmp_path)
-    assert len(rows) == 3 and (rows["status"] == "COMPLETED").all()
+    assert len(rows) == 6 and (rows["status"] == "COMPLETED").all()
+
+
+@pytest.mark.parametrize("arguments", [
+    ["--task", "binary"],
+    ["--task", "binary", "--workers", "0"],
+    ["--task", "binary", "--workers", "two"],
+    ["--task", "binary", "--workers"],
+    ["--task", "binary", "--workers", "2", "--help"],
+])
+def test_workers_are_planned_only_when_asked_for(tmp_path, arguments):
+    assert workers.plan([*arguments, "--directory", str(tmp_path / "run")]) is None
+    assert not (tmp_path / "run").exists()
+
+
+def test_workers_do_not_start_in_a_folder_that_holds_something_else(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert workers.plan(["--workers", "2", "--directory", str(tmp_path)]) is None
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("start", ["spawned", "forked"])
+def test_bad_input_stops_the_early_workers_and_leaves_nothing_behind(tmp_path, capsys, start):
+    # In this process TensorFlow runs already, so workers are spawned; a
+    # fresh process forks them.
+    directory = tmp_path / "run"
+    arguments = ["--task", "ranking", "--workers", "2", "--directory", str(directory)]
+    if start == "spawned":
+        assert main(arguments) == 2
+        error = capsys.readouterr().err
+    else:
+        finished = run_module("tuning.search", *arguments)
+        assert finished.returncode == 2
+        error = finished.stderr
+    assert error.startswith("error: Unknown task 'ranking'") and error.count("\n") == 1
+    assert not directory.exists()
 
 
 @pytest.fixture
@@ -147,6 +213,9 @@ def other_task_directory(tmp_path):
     (["--fix", "depth=deep"], "depth=deep; expected an integer >= 1"),
     (["--fix", "colour=red"], "unknown hyperparameter 'colour'"),
     (["--max-trials", "0"], "--max-trials=0; expected an integer >= 1"),
+    (["--folds", "-1"], "--folds=-1; expected an integer >= 0"),
+    (["--folds", "3", "--tuner", "hyperband"], "Expected --folds 1 (or 0) with hyperband"),
+    (["--folds", "300"], "for 300 cross-validation folds; expected at least 600 rows"),
     (["--csv", "no/such.csv", "--target", "y"], "does not exist"),
     (["--target", "y"], "need --csv"),
 ])
@@ -161,6 +230,21 @@ def test_directory_of_another_task_is_refused(other_task_directory, capsys):
     status = main(["--task", "regression", "--directory", str(other_task_directory)])
     assert status == 2
     assert "task='binary'" in capsys.readouterr().err
+
+
+def test_small_data_is_cross_validated_by_default(tmp_path):
+    assert main(["--task", "multiclass", "--max-trials", "1", "--directory", str(tmp_path),
+                 *TINY_MODEL]) == 0
+    with open(os.path.join(tmp_path, "metrics.json")) as file:
+        assert json.load(file)["folds"] == 5
+    with open(os.path.join(tmp_path, "report.md")) as file:
+        assert "the mean over 5 cross-validation folds" in file.read()
+
+
+def test_a_search_does_not_resume_with_other_folds(tmp_path, capsys):
+    assert search(tmp_path, trials=1) == 0
+    assert search(tmp_path, "--folds", "2", trials=1) == 2
+    assert "folds=1, but this one has folds=2" in capsys.readouterr().err
 
 
 def test_the_first_trial_is_the_templates_default_configuration(tmp_path):

@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 
 from templates.artifacts import replace_atomically  # noqa: E402
+from tuning.hypermodel import OBJECTIVE  # noqa: E402
 
 MIN_TRIALS = 5
 
@@ -72,7 +73,7 @@ def importance(board, space, seed=0):
             sorted(scores.items(), key=lambda item: -item[1])}
 
 
-def plot_sensitivity(board, space, path, objective="val_loss"):
+def plot_sensitivity(board, space, path, objective=OBJECTIVE):
     """Draws each tuned hyperparameter's trial scores against its values into a PNG.
 
     One panel per hyperparameter that varied; the best trial is marked red.

@@ -34,7 +34,7 @@ class ProgressOracle:
     Every ended trial gets a `seconds` metric (wall time from its start to
     its end, as the oracle saw it) saved with it, and one line is printed:
 
-        trial 03 (3/8) completed in 4.1s: val_loss=0.1234 at epoch 12; best 0.1100 (trial 01); learning_rate=0.0012 ...
+        trial 03 (3/8) completed in 4.1s: val_data_loss=0.1234 at epoch 12; best 0.1100 (trial 01); learning_rate=0.0012 ...
 
     A failed trial (e.g. `FailOnNaN`) does not stop the search; once
     `max_consecutive_failures` trials in a row have failed, no new trial is

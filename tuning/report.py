@@ -3,7 +3,7 @@
 Example:
 
 >>> text = report_markdown("regression", {"r2": 0.5}, {"linear": {"r2": 0.45}},
-...                        {"width": 1.0}, {"width": 32}, trials={"COMPLETED": 5})
+...                        {"width": 1.0}, {"width": 32}, trials={"COMPLETED": 5}, folds=5)
 >>> "| tuned network | 0.5000 |" in text
 True
 """
@@ -20,7 +20,7 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def report_markdown(task, test, baselines, importances, best, *, trials,
+def report_markdown(task, test, baselines, importances, best, *, trials, folds=1,
                     sensitivity="sensitivity.png"):
     """Returns the report's Markdown text.
 
@@ -31,6 +31,8 @@ def report_markdown(task, test, baselines, importances, best, *, trials,
         importances: dict `{hyperparameter: importance}` (may be empty).
         best: dict of the best trial's hyperparameters and epoch.
         trials: dict `{status: count}`.
+        folds: int, cross-validation folds per trial (`1`: the validation
+            split). Defaults to `1`.
         sensitivity: str, the plot's file name.
     """
     metrics = list(test)
@@ -47,9 +49,11 @@ def report_markdown(task, test, baselines, importances, best, *, trials,
     else:
         mattered = "Too few completed trials with varying values to estimate importances."
     counts = ", ".join(f"{count} {status.lower()}" for status, count in trials.items())
+    scored_on = (f"the mean over {folds} cross-validation folds of train+validation" if folds > 1
+                 else "the validation split")
     return f"""# Hyperparameter search: {task}
 
-Trials: {counts}.
+Trials: {counts}. Each trial is scored on {scored_on}.
 
 ## Test split
 
@@ -66,8 +70,8 @@ Tuned {headline} minus best baseline: {test[headline] - best_baseline:+.4f}.
 
 ## What mattered
 
-Importance of each tuned hyperparameter for the validation loss (random
-forest on the trials' score ranks; sums to 1):
+Importance of each tuned hyperparameter for the validation loss without
+the L2 penalty (random forest on the trials' score ranks; sums to 1):
 
 {mattered}
 

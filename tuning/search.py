@@ -3,9 +3,10 @@
 Runs a KerasTuner search over `tuning.space.SEARCH_SPACE` (learning rate,
 optimizer, activation, depth, width, dropout, L2, batch size), one line per
 trial. Each trial trains with early stopping up to --max-epochs (Hyperband:
-up to its own budget) and is scored by its best validation loss. When the
-search ends, the best configuration is retrained on train+validation for its
-best epoch count and evaluated once on the test split. DIR then holds
+up to its own budget) and is scored by its best validation loss without
+the L2 penalty (`val_data_loss`: trials with different L2 compare fairly).
+When the search ends, the best configuration is retrained on train+validation
+for its best epoch count and evaluated once on the test split. DIR then holds
 `best_hyperparameters.json`, `leaderboard.csv`, `best_model.keras` (usable
 with `python -m templates.predict`), `metrics.json`, `report.md` and
 `sensitivity.png`.
@@ -16,7 +17,8 @@ with `python -m templates.predict`), `metrics.json`, `report.md` and
 Run the same command again after an interruption (Ctrl-C, kill -9) and the
 search resumes from DIR, keeping every finished trial. --workers N runs N
 local worker processes against a chief in this process (KerasTuner's gRPC
-distributed mode on 127.0.0.1); see the README for several machines.
+distributed mode on 127.0.0.1; on Linux the workers are forked once this
+process has imported TensorFlow); see the README for several machines.
 
 Example:
 
@@ -25,204 +27,18 @@ Example:
 0
 """
 
-import dataclasses
-import json
-import os
 import sys
 
-from templates import artifacts
-from templates.baselines import baseline_scores
-from templates.cli import ArgumentParser, add_data_arguments, exits_cleanly_on_bad_input, load_data
-from templates.errors import TemplateError
-from templates.preprocessing import column_kinds, frame_to_inputs
-from templates.recipe import prepare
-from templates.tasks import TASKS, get_task
-from templates.training import TrainingConfig, seed_everything
-from tuning import distributed
-from tuning.final_model import retrain_best
-from tuning.hypermodel import TemplateHyperModel
-from tuning.importance import importance, plot_sensitivity
-from tuning.leaderboard import leaderboard
-from tuning.progress_oracle import BEST_EPOCH
-from tuning.report import write_report
-from tuning.space import FIX_SYNTAX, describe, narrow_space
-from tuning.tuners import TUNERS, check_tuner, make_tuner
-
-EXIT_SEARCH_FAILED = 1
-SETTINGS_FILE = "search.json"
-# Settings that must match for a search to resume; --max-trials may grow.
-RESUME_SETTINGS = ("task", "tuner", "data", "space", "max_epochs", "patience", "seed")
+from tuning import workers
 
 
-class SearchFailed(Exception):
-    """The search could not finish: too many failed trials, or no workers left."""
-
-
-def parser():
-    result = ArgumentParser(prog="python -m tuning.search", description=__doc__.split("\n")[0])
-    result.add_argument("--task", required=True, help=f"one of: {', '.join(TASKS)}")
-    add_data_arguments(result)
-    result.add_argument("--tuner", default="random", help=f"one of: {', '.join(TUNERS)} (default: random)")
-    result.add_argument("--max-trials", type=int, default=20, help="trials in all (default: 20)")
-    result.add_argument("--max-epochs", type=int, default=100,
-                        help="epoch limit per trial; early stopping ends sooner (default: 100)")
-    result.add_argument("--patience", type=int, default=10,
-                        help="epochs without validation-loss improvement before a trial stops (default: 10)")
-    result.add_argument("--fix", action="append", default=[], metavar="NAME=...",
-                        help=f"fix or narrow a hyperparameter: {FIX_SYNTAX}; repeatable")
-    result.add_argument("--max-consecutive-failures", type=int, default=3,
-                        help="failed trials in a row that stop the search (default: 3)")
-    result.add_argument("--directory", default="runs/tuning", help="search state and results (default: runs/tuning)")
-    result.add_argument("--workers", type=int, default=0,
-                        help="local worker processes; 0 runs trials in this process (default: 0)")
-    result.add_argument("--threads", type=int, default=0,
-                        help="TensorFlow compute threads in this process (one more runs the input "
-                        "pipeline); 0 lets TensorFlow choose (default: 0)")
-    result.add_argument("--seed", type=int, default=42)
-    return result
-
-
-def check_arguments(args):
-    get_task(args.task)
-    check_tuner(args.tuner)
-    for name in ("max_trials", "max_epochs", "patience", "max_consecutive_failures"):
-        if getattr(args, name) < 1:
-            raise TemplateError(f"Received --{name.replace('_', '-')}={getattr(args, name)}; expected an integer >= 1.")
-    for name in ("workers", "threads"):
-        if getattr(args, name) < 0:
-            raise TemplateError(f"Received --{name}={getattr(args, name)}; expected an integer >= 0.")
-
-
-def check_settings(directory, settings):
-    """Refuses a DIR that holds a different search; records this one's settings."""
-    path = os.path.join(directory, SETTINGS_FILE)
-    if os.path.isfile(path):
-        with open(path) as file:
-            saved = json.load(file)
-        for name in RESUME_SETTINGS:
-            if saved.get(name) != settings[name]:
-                raise TemplateError(
-                    f"'{directory}' holds a search with {name}={saved.get(name)!r}, but this one "
-                    f"has {name}={settings[name]!r}; choose another --directory or use the same settings."
-                )
-    elif os.path.isfile(directory):
-        raise TemplateError(f"--directory '{directory}' is a file; expected a folder.")
-    elif os.path.isdir(directory) and os.listdir(directory):
-        raise TemplateError(f"--directory '{directory}' is not empty and holds no search; choose another folder.")
-    os.makedirs(directory, exist_ok=True)
-    artifacts.write_json(settings, path)
-
-
-def _is_worker():
-    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
-    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in tuner_id
-
-
-def _search(args, argv, hypermodel, search_args):
-    """Runs the trials; returns the oracle (in a worker: `None`)."""
-    def new_tuner():
-        return make_tuner(args.tuner, hypermodel, directory=args.directory,
-                          max_trials=args.max_trials, max_epochs=args.max_epochs, seed=args.seed,
-                          max_consecutive_failures=args.max_consecutive_failures)
-
-    if _is_worker():
-        new_tuner().search(*search_args, verbose=0)
-        return None
-    if "KERASTUNER_ORACLE_IP" in os.environ:  # the chief of a multi-machine search
-        tuner = new_tuner()
-        tuner.save()
-        address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-        distributed.serve(tuner.oracle, address)
-        return tuner.oracle
-    if args.workers:
-        port = distributed.free_port()
-        with distributed.environment(KERASTUNER_TUNER_ID="chief",
-                                     KERASTUNER_ORACLE_IP=distributed.LOCALHOST,
-                                     KERASTUNER_ORACLE_PORT=str(port)):
-            threads = max(1, (os.cpu_count() or 1) // args.workers)
-            pool = distributed.WorkerPool(distributed.worker_command(argv), args.workers, port,
-                                          os.path.join(args.directory, "workers"), threads)
-            # Workers first: their start-up (importing TensorFlow) overlaps the
-            # chief's; they wait for the chief's server to answer.
-            pool.start()
-            try:
-                tuner = new_tuner()
-                _announce(tuner.oracle)
-                tuner.save()
-                finished = distributed.serve(tuner.oracle, f"{distributed.LOCALHOST}:{port}", pool)
-            finally:
-                pool.stop()
-            if not finished:
-                raise SearchFailed(
-                    f"every worker died {distributed.MAX_RESTARTS + 1} times; see "
-                    f"{os.path.join(args.directory, 'workers')}/*.log. Finished trials are kept: "
-                    "run the same command to resume."
-                )
-            return tuner.oracle
-    # One process: the same tuner ID as a chief, so either mode resumes the other.
-    with distributed.environment(KERASTUNER_TUNER_ID="chief"):
-        tuner = new_tuner()
-        _announce(tuner.oracle)
-        tuner.search(*search_args, verbose=0)
-        return tuner.oracle
-
-
-def _announce(oracle):
-    ended = len(oracle.end_order)
-    if ended:
-        print(f"resuming: {ended} of {oracle.max_trials} trials finished", flush=True)
-
-
-def _set_threads(threads):
-    if threads:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        # One more inter-op thread than compute threads: with a single one,
-        # the input pipeline waits for the training step and a trial takes
-        # about 25 % longer (measured with --threads 1).
-        tf.config.threading.set_inter_op_parallelism_threads(threads + 1)
-
-
-def write_results(args, oracle, space, frame, labels, split):
-    """Writes the leaderboard, the retrained best model and the report into DIR."""
-    board = leaderboard(oracle, names=list(space))
-    artifacts.replace_atomically(os.path.join(args.directory, "leaderboard.csv"),
-                                 lambda path: board.to_csv(path, index=False))
-    if oracle.stopped_by_failures:
-        raise SearchFailed(
-            f"the search stopped after {oracle.consecutive_failures} consecutive failed trials "
-            f"(--max-consecutive-failures {oracle.max_consecutive_failures}); last: "
-            f"{board['reason'].iloc[-1] or 'see leaderboard.csv'}. Fix or narrow the space with --fix."
-        )
-    best = oracle.get_best_trials(1)
-    if not best or best[0].status != "COMPLETED":
-        raise SearchFailed("no trial completed; see leaderboard.csv for the reasons.")
-    trial = best[0]
-    values = {name: trial.hyperparameters.get(name) for name in space}
-    epochs = int(trial.metrics.get_last_value(BEST_EPOCH))
-    model, test = retrain_best(args.task, frame, labels, split, values, epochs=epochs, seed=args.seed)
-    artifacts.save_model(model, os.path.join(args.directory, "best_model.keras"))
-    best_values = {**values, "epochs": epochs}
-    artifacts.write_json({"trial": trial.trial_id, "score": trial.score, "hyperparameters": best_values},
-                         os.path.join(args.directory, "best_hyperparameters.json"))
-    baselines = baseline_scores(args.task, frame, labels.values, split)
-    importances = importance(board, space, seed=args.seed)
-    artifacts.write_json({
-        "task": args.task, "class_names": labels.class_names, "positive_class": labels.positive_class,
-        "best_trial": trial.trial_id, "best_epoch": epochs,
-        "rows": {name: len(getattr(split, name)) for name in ("train", "validation", "test")},
-        "test": test, "baselines": baselines, "importance": importances,
-    }, os.path.join(args.directory, "metrics.json"))
-    plot_sensitivity(board, space, os.path.join(args.directory, "sensitivity.png"))
-    write_report(os.path.join(args.directory, "report.md"), args.task, test, baselines, importances,
-                 best_values, trials=board["status"].value_counts().to_dict())
-    return test, baselines
-
-
-@exits_cleanly_on_bad_input
 def main(argv=None):
     """Runs a search from the command line.
+
+    With `--workers N`, the N local workers start as early as they can: on
+    Linux they are forked right after this process imports TensorFlow, so
+    that it is imported once; elsewhere they are spawned before that import,
+    so that their imports overlap this one (`tuning.workers`).
 
     Args:
         argv: list of str (default: `sys.argv[1:]`).
@@ -232,43 +48,23 @@ def main(argv=None):
         trials in a row, or all workers died); 2 for bad input.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser().parse_args(argv)
-    check_arguments(args)
-    space = narrow_space(args.fix)
-    spec = get_task(args.task)
-    features, target, test_features, test_target = load_data(args, spec.default_dataset)
-    frame, labels, split, _ = prepare(
-        args.task, features, target, test_features=test_features, test_target=test_target,
-        config=TrainingConfig(batch_size=1, positive_class=args.positive_class, seed=args.seed),
-    )
-    if not _is_worker():
-        check_settings(args.directory, {
-            "task": args.task, "tuner": args.tuner, "space": describe(space),
-            "data": [args.csv, args.target, args.test_csv] if args.csv else spec.default_dataset,
-            "max_epochs": args.max_epochs, "patience": args.patience, "seed": args.seed,
-        })
-    _set_threads(args.threads)
-    seed_everything(args.seed)
-    kinds = column_kinds(frame.iloc[split.train])
-    part = lambda rows: (frame_to_inputs(frame.iloc[rows], kinds), labels.values[rows])  # noqa: E731
-    train_labels = dataclasses.replace(labels, values=labels.values[split.train])
-    hypermodel = TemplateHyperModel(args.task, frame.iloc[split.train], train_labels, space=space,
-                                    max_epochs=args.max_epochs, patience=args.patience, seed=args.seed)
-    inputs, targets = part(split.train)
+    pool = workers.plan(argv)
+    fork = pool is not None and workers.can_fork()
+    if pool is not None and not fork:
+        pool.start()
     try:
-        oracle = _search(args, argv, hypermodel, (inputs, targets, part(split.validation)))
-        if oracle is None:
-            return 0
-        test, baselines = write_results(args, oracle, space, frame, labels, split)
-    except SearchFailed as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_SEARCH_FAILED
-    headline = " ".join(f"{name}={value:.4f}" for name, value in test.items())
-    print(f"test: {headline}")
-    for name, scores in baselines.items():
-        print(f"{name}: " + " ".join(f"{m}={v:.4f}" for m, v in scores.items()))
-    print(f"saved: {args.directory}")
-    return 0
+        from templates.cli import EXIT_BAD_INPUT
+        from tuning import cli  # imports TensorFlow
+
+        if fork:
+            pool.fork(cli.main)
+        status = cli.main(argv, pool=pool)
+    finally:
+        if pool is not None:
+            pool.stop()
+    if status == EXIT_BAD_INPUT and pool is not None:
+        pool.remove_created()
+    return status
 
 
 if __name__ == "__main__":

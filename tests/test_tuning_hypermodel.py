@@ -1,0 +1,72 @@
+"""Specification of `tuning.hypermodel.TemplateHyperModel`: how a trial is scored."""
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+from templates.data import load_bundled
+from templates.preprocessing import column_kinds, frame_to_inputs, make_dataset
+from templates.tasks import get_task
+from tuning.hypermodel import OBJECTIVE, TemplateHyperModel
+from tuning.space import narrow_space
+
+
+@pytest.mark.parametrize("task", ["regression", "binary", "multiclass"])
+def test_a_trial_is_scored_by_its_validation_loss_without_the_l2_penalty(task):
+    features, target = load_bundled(get_task(task).default_dataset)
+    features, target = features.head(120), target.head(120)
+    labels = get_task(task).encode_labels(target)
+    space = narrow_space(["l2=0.1", "depth=1", "width=8", "batch_size=32"])
+    hypermodel = TemplateHyperModel(task, features, labels, space=space, max_epochs=3, patience=3)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    model = hypermodel.build(hp)
+    inputs = frame_to_inputs(features, column_kinds(features))
+
+    result = hypermodel.fit(hp, model, inputs, labels.values, (inputs, labels.values))
+
+    # The best epoch's weights are restored, so evaluating them again on the
+    # validation rows gives the score back; the penalty is in `loss` only.
+    logs = model.evaluate(make_dataset(inputs, labels.values, batch_size=1024),
+                          return_dict=True, verbose=0)
+    assert set(result) == {OBJECTIVE, "best_epoch"} and 1 <= result["best_epoch"] <= 3
+    assert result[OBJECTIVE] == pytest.approx(logs["data_loss"], rel=1e-4)
+    penalty = sum(float(loss) for loss in model.losses)
+    assert penalty > 0
+    assert logs["loss"] == pytest.approx(logs["data_loss"] + penalty, rel=1e-3)
+
+
+class BestValidationLossPerFit(keras.callbacks.Callback):
+    """Records each `fit`'s best `val_data_loss` and its epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.fits = []
+
+    def on_train_begin(self, logs=None):
+        self.fits.append([])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.fits[-1].append(logs[OBJECTIVE])
+
+
+def test_a_cross_validated_trial_is_scored_by_the_mean_over_its_folds():
+    features, target = load_bundled("wine")
+    labels = get_task("multiclass").encode_labels(target)
+    space = narrow_space(["depth=1", "width=8", "batch_size=32", "learning_rate=0.01"])
+    hypermodel = TemplateHyperModel("multiclass", features, labels, space=space, max_epochs=4,
+                                    patience=2, folds=3)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    inputs = frame_to_inputs(features, column_kinds(features))
+    recorder = BestValidationLossPerFit()
+
+    result = hypermodel.fit(hp, hypermodel.build(hp), inputs, labels.values, callbacks=[recorder])
+
+    assert len(recorder.fits) == 3
+    assert result[OBJECTIVE] == pytest.approx(np.mean([min(fit) for fit in recorder.fits]))
+    epochs = [int(np.argmin(fit)) + 1 for fit in recorder.fits]
+    assert result["best_epoch"] == max(1, round(np.mean(epochs)))
+    validation_rows = np.concatenate([rows for _, rows in hypermodel.fold_rows])
+    assert sorted(validation_rows) == list(range(len(features)))
