@@ -165,6 +165,27 @@ def test_a_worker_killed_mid_search_is_replaced_and_the_search_completes(tmp_pat
     assert len(rows) == 6 and (rows["status"] == "COMPLETED").all()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks trials only on Linux")
+def test_a_trial_whose_process_dies_fails_and_the_search_goes_on(tmp_path):
+    # A search's trials run in child processes of its own, so that memory
+    # stays flat; the out-of-memory killer may pick one.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tuning.search", "--task", "multiclass", "--max-trials", "3",
+         "--directory", str(tmp_path), *TINY], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not _children(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(_children(process.pid)[0], signal.SIGKILL)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    rows = board(tmp_path)
+    assert list(rows["status"]) == ["FAILED", "COMPLETED", "COMPLETED"]
+    assert rows["reason"][0] == ("the trial's process ended without a result "
+                                 "(killed by signal SIGKILL (out of memory?)).")
+
+
 @pytest.mark.parametrize("arguments", [
     ["--task", "binary"],
     ["--task", "binary", "--workers", "0"],

@@ -14,8 +14,10 @@ with `python -m templates.predict`), `metrics.json`, `report.md` and
     python -m tuning.search --task regression --csv data.csv --target price \\
         --tuner bayesian --max-trials 20 --fix optimizer=adam --directory runs/tune
 
-Run the same command again after an interruption (Ctrl-C, kill -9) and the
-search resumes from DIR, keeping every finished trial. --workers N runs N
+Each trial trains in a child process (on Linux), so memory stays flat
+across trials (`tuning.trial_process`). Run the same command again after an
+interruption (Ctrl-C, kill -9) and the search resumes from DIR, keeping every
+finished trial. --workers N runs N
 local worker processes against a chief in this process (KerasTuner's gRPC
 distributed mode on 127.0.0.1; on Linux the workers are forked once this
 process has imported TensorFlow); see the README for several machines.

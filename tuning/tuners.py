@@ -11,8 +11,10 @@ import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
 from templates.errors import TemplateError
+from tuning.atomic_state import AtomicOracleState, save_state
 from tuning.hypermodel import OBJECTIVE as OBJECTIVE_NAME
 from tuning.progress_oracle import ProgressOracle
+from tuning.trial_process import TrialProcessError, run_isolated
 
 OBJECTIVE = keras_tuner.Objective(OBJECTIVE_NAME, direction="min")
 
@@ -31,17 +33,17 @@ class StartsFromDefaults:
         return super().populate_space(trial_id)
 
 
-class RandomSearchOracle(ProgressOracle, StartsFromDefaults,
+class RandomSearchOracle(AtomicOracleState, ProgressOracle, StartsFromDefaults,
                          keras_tuner.oracles.RandomSearchOracle):
     """KerasTuner's random search with progress lines and a failure limit."""
 
 
-class BayesianOptimizationOracle(ProgressOracle, StartsFromDefaults,
+class BayesianOptimizationOracle(AtomicOracleState, ProgressOracle, StartsFromDefaults,
                                  keras_tuner.oracles.BayesianOptimizationOracle):
     """KerasTuner's Gaussian-process search with progress lines and a failure limit."""
 
 
-class HyperbandOracle(ProgressOracle, keras_tuner.oracles.HyperbandOracle):
+class HyperbandOracle(AtomicOracleState, ProgressOracle, keras_tuner.oracles.HyperbandOracle):
     """KerasTuner's Hyperband with progress lines and a failure limit."""
 
 
@@ -57,7 +59,12 @@ class SaveWeightsAtEnd(keras.callbacks.Callback):
 
 
 class TemplateTuner(keras_tuner.Tuner):
-    """`keras_tuner.Tuner` that writes a trial's checkpoint once, at its end.
+    """`keras_tuner.Tuner` that trains each trial in its own process and saves it once.
+
+    Each trial's models are built and trained in a child process
+    (`tuning.trial_process.run_isolated`) where the platform allows it, so
+    that what TensorFlow keeps of every trained model does not pile up in
+    the search's process; a child that dies fails its trial.
 
     KerasTuner's own `run_trial` saves the weights after every epoch that
     improves the objective, and adds a callback with per-batch hooks. With
@@ -69,11 +76,31 @@ class TemplateTuner(keras_tuner.Tuner):
     Each trial runs once (`executions_per_trial` is not used).
     """
 
+    def save(self):
+        # As KerasTuner's, with each file replaced atomically (see `tuning.atomic_state`).
+        if not self._is_worker():
+            self.oracle.save()
+        save_state(self._get_tuner_fname(), self)
+
+    def _populate_initial_space(self):
+        # KerasTuner also builds a model here, to find conditional
+        # hyperparameters. `TemplateHyperModel.declare_hyperparameters`
+        # declares the whole space, which has no conditions, and that build
+        # would start TensorFlow in this process, which could then no longer
+        # fork its trials.
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
+
     def run_trial(self, trial, *args, **kwargs):
         callbacks = self._deepcopy_callbacks(kwargs.pop("callbacks", []))
         self._configure_tensorboard_dir(callbacks, trial)
         callbacks.append(SaveWeightsAtEnd(self._get_checkpoint_fname(trial.trial_id)))
-        return self._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
+        try:
+            return run_isolated(self._build_and_fit_model, trial, *args, callbacks=callbacks,
+                                **kwargs)
+        except TrialProcessError as error:
+            raise keras_tuner.errors.FailedTrialError(str(error)) from error
 
 
 class HyperbandTuner(keras_tuner.Hyperband, TemplateTuner):

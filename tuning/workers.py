@@ -25,7 +25,6 @@ True
 
 import argparse
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -33,6 +32,8 @@ import socket
 import subprocess
 import sys
 import traceback
+
+from tuning.trial_process import die_with_parent
 
 LOCALHOST = "127.0.0.1"
 MAX_RESTARTS = 3
@@ -61,13 +62,6 @@ def free_port():
     with socket.socket() as probe:
         probe.bind((LOCALHOST, 0))
         return probe.getsockname()[1]
-
-
-def _die_with_parent():
-    # Linux: a worker gets SIGTERM when the chief dies (even by kill -9), so
-    # no orphan keeps training.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def can_fork():
@@ -176,7 +170,7 @@ class WorkerPool:
         try:
             os.dup2(log, 1)
             os.dup2(log, 2)
-            _die_with_parent()
+            die_with_parent()
             os.environ.update(self._environment(tuner_id))
             status = run(list(self.argv))
         except BaseException:  # noqa: B036 - whatever happens, the child must exit here
@@ -197,7 +191,7 @@ class WorkerPool:
         log = open(self._log_path(tuner_id), "ab")
         self.processes[tuner_id] = subprocess.Popen(
             self.command, env={**os.environ, **self._environment(tuner_id)}, stdout=log,
-            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         log.close()
 

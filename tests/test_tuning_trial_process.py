@@ -1,0 +1,82 @@
+"""Specification of `tuning.trial_process`: a trial runs in a forked child, when that is safe.
+
+The forking cases run in a fresh interpreter that has not started
+TensorFlow (this test process has, so here `run_isolated` runs in-process).
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tuning.trial_process import can_fork, run_isolated
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks only on Linux")
+
+
+def run_fresh(code):
+    """Runs `code` in a new interpreter (TensorFlow not started); returns its stdout."""
+    finished = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return finished.stdout.strip()
+
+
+@linux_only
+def test_runs_the_function_in_another_process_and_returns_its_result():
+    output = run_fresh("""
+        import os
+        from tuning.trial_process import run_isolated
+        print(run_isolated(lambda n: (os.getpid(), n * 2), 21)[1], run_isolated(os.getpid) != os.getpid())
+    """)
+    assert output == "42 True"
+
+
+@linux_only
+def test_what_the_trial_changes_stays_in_its_process():
+    output = run_fresh("""
+        from tuning.trial_process import run_isolated
+        allocated = []
+        run_isolated(lambda: allocated.append(bytearray(50_000_000)))
+        print(len(allocated))
+    """)
+    assert output == "0"
+
+
+@linux_only
+def test_an_error_in_the_trial_is_raised_again_with_the_childs_traceback():
+    output = run_fresh("""
+        from tuning.trial_process import run_isolated
+        def diverge():
+            raise ValueError("loss became nan")
+        try:
+            run_isolated(diverge)
+        except ValueError as error:
+            print(repr(error), "in diverge" in str(error.__cause__))
+    """)
+    assert output == "ValueError('loss became nan') True"
+
+
+@linux_only
+def test_a_trial_process_that_dies_raises_a_clear_error():
+    output = run_fresh("""
+        import os, signal
+        from tuning.trial_process import TrialProcessError, run_isolated
+        try:
+            run_isolated(lambda: os.kill(os.getpid(), signal.SIGKILL))
+        except TrialProcessError as error:
+            print(error)
+    """)
+    assert output == ("the trial's process ended without a result "
+                      "(killed by signal SIGKILL (out of memory?)).")
+
+
+def test_runs_in_this_process_once_tensorflow_has_started():
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0  # starts TensorFlow's runtime here
+    assert not can_fork()
+    assert run_isolated(os.getpid) == os.getpid()

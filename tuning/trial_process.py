@@ -1,0 +1,136 @@
+"""Runs each trial in a forked child process, so memory stays flat across trials.
+
+Keras 3 on TensorFlow 2.21 keeps about 5 MB per trained model after the model
+is gone, `keras.backend.clear_session()` and `gc.collect()` included: the
+traced training functions' graphs stay referenced inside TensorFlow
+(tensorflow/tensorflow#61791). A search of 30 five-fold trials trains 150
+models and grew by about 950 MB that way. `run_isolated` therefore runs a
+trial in a child forked from the search's process, which exits when the
+trial ends and takes everything the trial left behind with it. Forking
+costs about 30 ms a trial; the child starts with TensorFlow imported.
+
+A fork is only safe before the forking process has started TensorFlow's
+runtime (its thread pools would be copied half-way): a search forks its
+trials while its own process has run no TensorFlow operation, and runs them
+in its own process otherwise (in a test or a notebook that already trained
+a model, and on systems other than Linux).
+
+Example:
+
+>>> run_isolated(sum, [1, 2, 3])
+6
+"""
+
+import contextlib
+import ctypes
+import os
+import pickle
+import signal
+import sys
+import traceback
+
+
+def can_fork():
+    """Whether `run_isolated` forks here: Linux, and TensorFlow not started in this process."""
+    if not sys.platform.startswith("linux"):
+        return False
+    if "tensorflow" not in sys.modules:
+        return True
+    from tensorflow.python.eager import context
+
+    return not context.context()._initialized  # noqa: SLF001 - no public way to ask
+
+
+def die_with_parent():
+    """Linux: makes the calling process get SIGTERM when its parent dies (even by kill -9)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class TrialProcessError(RuntimeError):
+    """The child running a trial ended without a result (killed, out of memory)."""
+
+
+class _ChildTraceback(Exception):
+    """The traceback of an error raised in the child, shown as its cause."""
+
+
+def run_isolated(function, *args, **kwargs):
+    """Returns `function(*args, **kwargs)`, computed in a forked child when `can_fork()`.
+
+    The result must be picklable. An exception raised by `function` in the
+    child is raised again here, with the child's traceback as its cause; a
+    child that dies without answering (a signal, the out-of-memory killer)
+    raises `TrialProcessError`. When this process is interrupted (Ctrl-C),
+    the child is stopped before the interruption goes on.
+
+    Args:
+        function: callable to run.
+        *args: its positional arguments.
+        **kwargs: its keyword arguments.
+    """
+    if not can_fork():
+        return function(*args, **kwargs)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(reader)
+        _run_in_child(writer, function, args, kwargs)
+    os.close(writer)
+    try:
+        with os.fdopen(reader, "rb") as answer:
+            message = answer.read()
+        _, status = os.waitpid(pid, 0)
+    except BaseException:
+        _stop(pid)
+        raise
+    if not message:
+        raise TrialProcessError(f"the trial's process ended without a result ({_describe(status)}).")
+    ok, value, child_traceback = pickle.loads(message)
+    if ok:
+        return value
+    raise value from _ChildTraceback(child_traceback)
+
+
+def _run_in_child(writer, function, args, kwargs):
+    # Never returns: the child must not run the parent's code after the fork.
+    status = 0
+    try:
+        die_with_parent()
+        try:
+            answer = (True, function(*args, **kwargs), None)
+        except BaseException as error:  # noqa: B036 - every error goes back to the parent
+            answer = (False, _picklable(error), traceback.format_exc())
+        with os.fdopen(writer, "wb") as channel:
+            channel.write(pickle.dumps(answer))
+    except BaseException:  # noqa: B036 - e.g. an unpicklable result
+        traceback.print_exc()
+        status = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+def _picklable(error):
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _stop(pid):
+    with contextlib.suppress(ProcessLookupError, ChildProcessError):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _describe(status):
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        hint = " (out of memory?)" if number == signal.SIGKILL else ""
+        return f"killed by signal {signal.Signals(number).name}{hint}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
