@@ -1,8 +1,8 @@
 """Benchmark of `tuning.search`: workers speed-up, memory over trials, quality vs baselines.
 
-    python benchmarks/tuning.py [--trials-speed 8] [--rounds 3] [--trials-memory 30] [--memory-workers 0,2] \
-        [--trials-quality 20] [--seeds 0,1,2] [--max-epochs E] [--folds K] \
-        [--parts speed,memory,quality]
+    python benchmarks/tuning.py [--trials-speed 8] [--rounds 3] [--trials-memory 30] \
+        [--memory-workers 0,2] [--trials-quality 20] [--seeds 0,1,2] [--max-epochs E] \
+        [--folds K] [--parts speed,memory,quality]
 
 Prints, in one run:
 1. wall time of the same 8-trial search (breast_cancer) in one process and
@@ -114,6 +114,14 @@ class TreeMemory:
         self.stopped.set()
 
 
+def integers(text):
+    """An argparse type: comma-separated integers, e.g. `0,1,2`."""
+    try:
+        return [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}; expected integers separated by commas") from None
+
+
 def optional_arguments(**values):
     """`--name value` for each value that is not `None`."""
     return [text for name, value in values.items() if value is not None
@@ -179,11 +187,11 @@ def main():
     parser.add_argument("--trials-speed", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the speed part")
     parser.add_argument("--trials-memory", type=int, default=30)
-    parser.add_argument("--memory-workers", default="0,2",
+    parser.add_argument("--memory-workers", type=integers, default=[0, 2],
                         help="--workers values of the memory part")
     parser.add_argument("--trials-quality", type=int, default=20)
     parser.add_argument("--quality-workers", type=int, default=2)
-    parser.add_argument("--seeds", default="0,1,2", help="seeds (and splits) of the quality part")
+    parser.add_argument("--seeds", type=integers, default=[0, 1, 2], help="seeds (and splits) of the quality part")
     parser.add_argument("--max-epochs", type=int, default=None,
                         help="epoch limit per trial in the speed and quality parts "
                         "(default: the command's own, 100)")
@@ -197,11 +205,9 @@ def main():
         if "speed" in parts:
             speed(args.trials_speed, root, args.rounds, search_options)
         if "memory" in parts:
-            memory(args.trials_memory, root,
-                   [int(count) for count in args.memory_workers.split(",")])
+            memory(args.trials_memory, root, args.memory_workers)
         if "quality" in parts:
-            quality(args.trials_quality, root, args.quality_workers,
-                    [int(seed) for seed in args.seeds.split(",")], search_options)
+            quality(args.trials_quality, root, args.quality_workers, args.seeds, search_options)
 
 
 if __name__ == "__main__":

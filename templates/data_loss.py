@@ -49,8 +49,7 @@ class DataLoss(keras.metrics.Mean):
         super().__init__(name=name, dtype=dtype)
         self.loss = loss
         self.weight = float(weight)
-        class_name = "".join(part.title() for part in loss.split("_"))
-        self._per_row = keras.losses.get({"class_name": class_name, "config": {"reduction": None}})
+        self._per_row = _per_row_loss(loss)
         self._direction = "down"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -59,3 +58,15 @@ class DataLoss(keras.metrics.Mean):
 
     def get_config(self):
         return {"loss": self.loss, "weight": self.weight, "name": self.name, "dtype": self.dtype}
+
+
+def _per_row_loss(name):
+    """The Keras loss class called `name` in snake case, one value per row."""
+    try:
+        class_name = "".join(part.title() for part in name.split("_"))
+        return keras.losses.get({"class_name": class_name, "config": {"reduction": None}})
+    except (AttributeError, ValueError):
+        raise ValueError(
+            f"Received loss={name!r}; expected the snake-case name of a Keras loss class, "
+            "e.g. 'mean_squared_error', 'binary_crossentropy' or 'sparse_categorical_crossentropy'."
+        ) from None

@@ -206,11 +206,14 @@ def test_workers_do_not_start_in_a_folder_that_holds_something_else(tmp_path):
 
 @pytest.mark.parametrize("start", ["spawned", "forked"])
 def test_bad_input_stops_the_early_workers_and_leaves_nothing_behind(tmp_path, capsys, start):
-    # In this process TensorFlow runs already, so workers are spawned; a
-    # fresh process forks them.
+    # A process that runs TensorFlow already spawns its workers; a fresh
+    # process forks them.
     directory = tmp_path / "run"
     arguments = ["--task", "ranking", "--workers", "2", "--directory", str(directory)]
     if start == "spawned":
+        import tensorflow as tf
+
+        tf.constant(1.0) + 1.0  # starts TensorFlow's runtime here
         assert main(arguments) == 2
         error = capsys.readouterr().err
     else:

@@ -13,13 +13,14 @@ import pytest
 
 from tuning.trial_process import can_fork, run_isolated
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO_ROOT
+
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks only on Linux")
 
 
 def run_fresh(code):
     """Runs `code` in a new interpreter (TensorFlow not started); returns its stdout."""
-    finished = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+    finished = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO_ROOT,
                               capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr[-2000:]
     return finished.stdout.strip()
@@ -30,7 +31,8 @@ def test_runs_the_function_in_another_process_and_returns_its_result():
     output = run_fresh("""
         import os
         from tuning.trial_process import run_isolated
-        print(run_isolated(lambda n: (os.getpid(), n * 2), 21)[1], run_isolated(os.getpid) != os.getpid())
+        pid, doubled = run_isolated(lambda n: (os.getpid(), n * 2), 21)
+        print(doubled, pid != os.getpid())
     """)
     assert output == "42 True"
 

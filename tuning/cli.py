@@ -197,13 +197,6 @@ def _set_threads(threads):
         tf.config.threading.set_inter_op_parallelism_threads(threads + 1)
 
 
-def _describe_trials(args, board, space, frame, labels, split):
-    """Draws `sensitivity.png`; returns the baselines' scores and the importances."""
-    plot_sensitivity(board, space, os.path.join(args.directory, "sensitivity.png"))
-    return (baseline_scores(args.task, frame, labels.values, split),
-            importance(board, space, seed=args.seed))
-
-
 def write_results(args, oracle, space, frame, labels, split, folds):
     """Writes the leaderboard, the retrained best model and the report into DIR."""
     board = leaderboard(oracle, names=list(space))
@@ -222,7 +215,9 @@ def write_results(args, oracle, space, frame, labels, split, folds):
     values = {name: trial.hyperparameters.get(name) for name in space}
     epochs = int(trial.metrics.get_last_value(BEST_EPOCH))
     model, test = retrain_best(args.task, frame, labels, split, values, epochs=epochs, seed=args.seed)
-    baselines, importances = _describe_trials(args, board, space, frame, labels, split)
+    plot_sensitivity(board, space, os.path.join(args.directory, "sensitivity.png"))
+    baselines = baseline_scores(args.task, frame, labels.values, split)
+    importances = importance(board, space, seed=args.seed)
     artifacts.save_model(model, os.path.join(args.directory, "best_model.keras"))
     best_values = {**values, "epochs": epochs}
     artifacts.write_json({"trial": trial.trial_id, "score": trial.score, "hyperparameters": best_values},

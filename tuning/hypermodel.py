@@ -53,7 +53,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
     trains K models (each adapted on and trained with K-1 folds of the rows
     it is given, early-stopped on the remaining fold), and the trial's score
     and best epoch are their means. On small tables a single validation
-    split is too noisy to choose among trials (70 rows for diabetes): the
+    split is too noisy to choose among trials (71 rows for diabetes): the
     trial that wins it is often just the luckiest.
 
     Args:

@@ -16,11 +16,11 @@ with `python -m templates.predict`), `metrics.json`, `report.md` and
 
 Each trial trains in a child process (on Linux), so memory stays flat
 across trials (`tuning.trial_process`). Run the same command again after an
-interruption (Ctrl-C, kill -9) and the search resumes from DIR, keeping every
-finished trial. --workers N runs N
-local worker processes against a chief in this process (KerasTuner's gRPC
-distributed mode on 127.0.0.1; on Linux the workers are forked once this
-process has imported TensorFlow); see the README for several machines.
+interruption (Ctrl-C, kill -9) and the search resumes from DIR, keeping
+every finished trial. --workers N runs N local worker processes against a
+chief in this process (KerasTuner's gRPC distributed mode on 127.0.0.1; on
+Linux the workers are forked once this process has imported TensorFlow);
+see the README for several machines.
 
 Example:
 
@@ -32,6 +32,7 @@ Example:
 import sys
 
 from tuning import workers
+from tuning.trial_process import can_fork
 
 
 def main(argv=None):
@@ -51,7 +52,7 @@ def main(argv=None):
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     pool = workers.plan(argv)
-    fork = pool is not None and workers.can_fork()
+    fork = pool is not None and can_fork()
     if pool is not None and not fork:
         pool.start()
     try:

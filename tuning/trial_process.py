@@ -7,7 +7,8 @@ traced training functions' graphs stay referenced inside TensorFlow
 models and grew by about 950 MB that way. `run_isolated` therefore runs a
 trial in a child forked from the search's process, which exits when the
 trial ends and takes everything the trial left behind with it. Forking
-costs about 30 ms a trial; the child starts with TensorFlow imported.
+costs about 70 ms a trial (starting the runtime in the child included);
+the child starts with TensorFlow imported.
 
 A fork is only safe before the forking process has started TensorFlow's
 runtime (its thread pools would be copied half-way): a search forks its
@@ -31,7 +32,14 @@ import traceback
 
 
 def can_fork():
-    """Whether `run_isolated` forks here: Linux, and TensorFlow not started in this process."""
+    """Whether this process may fork children that go on to run TensorFlow.
+
+    Only on Linux (macOS' system libraries are not safe to use after a
+    fork), and only while this process has not started TensorFlow's runtime
+    (it may have imported TensorFlow): the runtime holds thread pools that a
+    fork would copy half-way. `run_isolated` forks trials, and
+    `tuning.workers.WorkerPool.fork` local workers, only then.
+    """
     if not sys.platform.startswith("linux"):
         return False
     if "tensorflow" not in sys.modules:

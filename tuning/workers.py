@@ -64,16 +64,6 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def can_fork():
-    """Whether workers may be forked from this process once it imports TensorFlow.
-
-    Only on Linux (macOS' system libraries are not safe to use after a
-    fork), and only while TensorFlow is not imported yet: a process that has
-    run TensorFlow holds thread pools that a fork would copy half-way.
-    """
-    return sys.platform.startswith("linux") and "tensorflow" not in sys.modules
-
-
 class _ForkedWorker:
     """The `poll`, `terminate` and `wait` of `subprocess.Popen`, for a forked child."""
 
@@ -147,7 +137,7 @@ class WorkerPool:
         """Forks every worker from this process; each calls `run(argv)` and exits.
 
         Call it right after importing TensorFlow, before this process starts
-        threads or runs TensorFlow (see `can_fork`).
+        threads or runs TensorFlow (see `tuning.trial_process.can_fork`).
 
         Args:
             run: callable taking the worker's argument list and returning its
