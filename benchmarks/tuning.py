@@ -2,7 +2,7 @@
 
     python benchmarks/tuning.py [--trials-speed 8] [--rounds 3] [--trials-memory 30] \
         [--memory-workers 0,2] [--trials-quality 20] [--seeds 0,1,2] [--max-epochs E] \
-        [--folds K] [--parts speed,memory,quality]
+        [--folds K] [--ensemble N] [--parts speed,memory,quality]
 
 Prints, in one run:
 1. wall time of the same 8-trial search (breast_cancer) in one process and
@@ -18,8 +18,8 @@ Prints, in one run:
    the same split (accuracy, or R^2 for diabetes), and the mean difference.
 
 The searches use the command's defaults (`--max-epochs 100`, `--patience
-10`, 5-fold cross-validation on these small tables) unless `--max-epochs` or
-`--folds` is given.
+10`, 5-fold cross-validation on these small tables, a final model averaging
+the 3 best trials) unless `--max-epochs`, `--folds` or `--ensemble` is given.
 
 Every search runs as its own `python -m tuning.search` process, as a user
 would run it, in a fresh temporary folder.
@@ -197,9 +197,12 @@ def main():
                         "(default: the command's own, 100)")
     parser.add_argument("--folds", type=int, default=None,
                         help="--folds of the speed and quality searches (default: the command's own)")
+    parser.add_argument("--ensemble", type=int, default=None,
+                        help="--ensemble of the speed and quality searches (default: the command's own)")
     parser.add_argument("--parts", default="speed,memory,quality")
     args = parser.parse_args()
-    search_options = optional_arguments(max_epochs=args.max_epochs, folds=args.folds)
+    search_options = optional_arguments(max_epochs=args.max_epochs, folds=args.folds,
+                                        ensemble=args.ensemble)
     with tempfile.TemporaryDirectory() as root:
         parts = args.parts.split(",")
         if "speed" in parts:

@@ -29,6 +29,7 @@ import pandas as pd
 from templates import data, layers, preprocessing  # noqa: F401  (layers: registers custom layers)
 from templates.artifacts import replace_atomically
 from templates.cli import ArgumentParser, exits_cleanly_on_bad_input
+from templates.ensemble import ensemble_members, output_head
 from templates.errors import TemplateError
 from templates.recipe import predict
 from templates.tasks import task_of_output
@@ -63,8 +64,10 @@ def predict_frame(model, frame, source="the rows"):
         DataFrame with a `prediction` column, plus `probability` (of the
         predicted class) for classifiers.
     """
-    inputs = preprocessing.frame_to_inputs(frame, preprocessing.model_input_kinds(model), source)
-    head = model.layers[-1]
+    first_member = ensemble_members(model)[0]
+    inputs = preprocessing.frame_to_inputs(frame, preprocessing.model_input_kinds(first_member),
+                                           source)
+    head = output_head(model)
     task = task_of_output(head.activation.__name__)
     columns = task.decode_predictions(predict(model, inputs), getattr(head, "class_names", []))
     return pd.DataFrame(columns)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from templates.data import load_bundled
+from templates.ensemble import ensemble_members
 from templates.predict import load_model, predict_frame
 from templates.tasks import get_task
 from tuning import workers
@@ -81,6 +82,28 @@ def test_best_model_predicts_raw_rows_like_a_template_model(finished):
     predictions = predict_frame(load_model(os.path.join(directory, "best_model.keras")),
                                 features.head(3))
     assert len(predictions) == 3
+
+
+def test_the_final_model_averages_the_best_trials(tmp_path):
+    assert search(tmp_path, "--ensemble", "2", trials=3) == 0
+    best_two = board(tmp_path).nsmallest(2, "score")["trial"].tolist()
+    with open(os.path.join(tmp_path, "metrics.json")) as file:
+        metrics = json.load(file)
+    with open(os.path.join(tmp_path, "best_hyperparameters.json")) as file:
+        best = json.load(file)
+    model = load_model(os.path.join(tmp_path, "best_model.keras"))
+    assert [int(trial) for trial in metrics["ensemble_trials"]] == best_two
+    assert [member["trial"] for member in best["ensemble"]] == metrics["ensemble_trials"]
+    assert best["trial"] == metrics["best_trial"] == metrics["ensemble_trials"][0]
+    assert len(ensemble_members(model)) == 2
+
+
+def test_ensemble_1_keeps_the_best_trial_alone(tmp_path):
+    assert search(tmp_path, "--ensemble", "1", trials=2) == 0
+    model = load_model(os.path.join(tmp_path, "best_model.keras"))
+    assert ensemble_members(model) == [model]
+    with open(os.path.join(tmp_path, "report.md")) as file:
+        assert "The best configuration, retrained on train+validation" in file.read()
 
 
 def test_diverging_trial_fails_and_the_search_goes_on(tmp_path):
@@ -237,6 +260,7 @@ def other_task_directory(tmp_path):
     (["--fix", "depth=deep"], "depth=deep; expected an integer >= 1"),
     (["--fix", "colour=red"], "unknown hyperparameter 'colour'"),
     (["--max-trials", "0"], "--max-trials=0; expected an integer >= 1"),
+    (["--ensemble", "0"], "--ensemble=0; expected an integer >= 1"),
     (["--folds", "-1"], "--folds=-1; expected an integer >= 0"),
     (["--folds", "3", "--tuner", "hyperband"], "Expected --folds 1 (or 0) with hyperband"),
     (["--folds", "300"], "for 300 cross-validation folds; expected at least 600 rows"),

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from tuning.trial_process import can_fork, run_isolated
+from tuning.trial_process import IsolatedCall, can_fork, run_isolated
 
 from conftest import REPO_ROOT
 
@@ -76,9 +76,54 @@ def test_a_trial_process_that_dies_raises_a_clear_error():
                       "(killed by signal SIGKILL (out of memory?)).")
 
 
+@linux_only
+def test_calls_started_together_run_side_by_side():
+    output = run_fresh("""
+        import time
+        from tuning.trial_process import IsolatedCall
+        started = time.monotonic()
+        calls = [IsolatedCall(time.sleep, 1.0) for _ in range(3)]
+        [call.result() for call in calls]
+        print(time.monotonic() - started < 2.5)
+    """)
+    assert output == "True"
+
+
 def test_runs_in_this_process_once_tensorflow_has_started():
     import tensorflow as tf
 
     tf.constant(1.0) + 1.0  # starts TensorFlow's runtime here
     assert not can_fork()
     assert run_isolated(os.getpid) == os.getpid()
+
+
+def test_an_error_of_a_call_in_this_process_is_raised_by_its_result():
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0
+    call = IsolatedCall(int, "not a number")
+    with pytest.raises(ValueError, match="not a number"):
+        call.result()
+
+
+@linux_only
+def test_recording_a_trials_metrics_keeps_the_search_process_free_to_fork():
+    # KerasTuner would build a Keras metric for `val_accuracy` to learn its
+    # direction, starting TensorFlow here: later trials would then run in
+    # this process and memory would grow again.
+    output = run_fresh("""
+        from tuning.trial_process import can_fork
+        from tuning.tuners import OBJECTIVE, RandomSearchOracle
+        import tempfile
+        oracle = RandomSearchOracle(objective=OBJECTIVE, max_trials=2, report=lambda line: None)
+        oracle.verbose = 0
+        oracle._set_project_dir(tempfile.mkdtemp(), "trials")
+        hp = oracle.get_space()
+        hp.Float("learning_rate", 1e-4, 1e-1)
+        oracle.update_space(hp)
+        trial = oracle.create_trial("chief")
+        oracle.update_trial(trial.trial_id, {"val_data_loss": 0.3, "val_accuracy": 0.9,
+                                             "val_auc": 0.95, "best_epoch": 4})
+        print(can_fork(), trial.metrics.get_last_value("val_accuracy"))
+    """)
+    assert output == "True 0.9"

@@ -2,6 +2,6 @@
 
 `python -m tuning.search --task binary` tunes the learning rate, optimizer,
 activation, depth, width, dropout, L2 and batch size of a template model,
-retrains the best configuration and writes a report beside scikit-learn
-baselines. `tuning.hypermodel.TemplateHyperModel` is the search space.
+retrains the best few configurations as one averaged model and writes a
+report beside scikit-learn baselines. `tuning.hypermodel.TemplateHyperModel` is the search space.
 """

@@ -25,7 +25,7 @@ from templates.recipe import prepare
 from templates.tasks import TASKS, get_task
 from templates.training import TrainingConfig, seed_everything
 from tuning import distributed, workers
-from tuning.final_model import retrain_best
+from tuning.final_model import retrain_ensemble
 from tuning.hypermodel import TemplateHyperModel
 from tuning.importance import importance, plot_sensitivity
 from tuning.leaderboard import leaderboard
@@ -42,6 +42,8 @@ RESUME_SETTINGS = ("task", "tuner", "data", "space", "max_epochs", "patience", "
 # default: a fifth of them is too few validation rows to rank trials by.
 CROSS_VALIDATION_MAX_ROWS = 2000
 DEFAULT_FOLDS = 5
+# The final model averages this many of the best trials, each retrained.
+DEFAULT_ENSEMBLE = 3
 
 
 class SearchFailed(Exception):
@@ -65,6 +67,10 @@ def parser():
                         "(default: 0)")
     result.add_argument("--fix", action="append", default=[], metavar="NAME=...",
                         help=f"fix or narrow a hyperparameter: {FIX_SYNTAX}; repeatable")
+    result.add_argument("--ensemble", type=int, default=DEFAULT_ENSEMBLE,
+                        help="the final model averages this many of the best trials, each "
+                        "retrained on train+validation; 1 keeps the best trial alone "
+                        f"(default: {DEFAULT_ENSEMBLE})")
     result.add_argument("--max-consecutive-failures", type=int, default=3,
                         help="failed trials in a row that stop the search (default: 3)")
     result.add_argument("--directory", default=workers.DEFAULT_DIRECTORY,
@@ -81,7 +87,7 @@ def parser():
 def check_arguments(args):
     get_task(args.task)
     check_tuner(args.tuner)
-    for name in ("max_trials", "max_epochs", "patience", "max_consecutive_failures"):
+    for name in ("max_trials", "max_epochs", "patience", "ensemble", "max_consecutive_failures"):
         if getattr(args, name) < 1:
             raise TemplateError(f"Received --{name.replace('_', '-')}={getattr(args, name)}; expected an integer >= 1.")
     for name in ("workers", "threads", "folds"):
@@ -198,7 +204,7 @@ def _set_threads(threads):
 
 
 def write_results(args, oracle, space, frame, labels, split, folds):
-    """Writes the leaderboard, the retrained best model and the report into DIR."""
+    """Writes the leaderboard, the final model (the best trials, retrained and averaged) and the report."""
     board = leaderboard(oracle, names=list(space))
     artifacts.replace_atomically(os.path.join(args.directory, "leaderboard.csv"),
                                  lambda path: board.to_csv(path, index=False))
@@ -208,29 +214,38 @@ def write_results(args, oracle, space, frame, labels, split, folds):
             f"(--max-consecutive-failures {oracle.max_consecutive_failures}); last: "
             f"{board['reason'].iloc[-1] or 'see leaderboard.csv'}. Fix or narrow the space with --fix."
         )
-    best = oracle.get_best_trials(1)
-    if not best or best[0].status != "COMPLETED":
+    best = [trial for trial in oracle.get_best_trials(args.ensemble) if trial.status == "COMPLETED"]
+    if not best:
         raise SearchFailed("no trial completed; see leaderboard.csv for the reasons.")
-    trial = best[0]
-    values = {name: trial.hyperparameters.get(name) for name in space}
-    epochs = int(trial.metrics.get_last_value(BEST_EPOCH))
-    model, test = retrain_best(args.task, frame, labels, split, values, epochs=epochs, seed=args.seed)
+    configurations = [
+        ({name: trial.hyperparameters.get(name) for name in space},
+         int(trial.metrics.get_last_value(BEST_EPOCH)))
+        for trial in best
+    ]
+    final = retrain_ensemble(args.task, frame, labels, split, configurations, seed=args.seed)
+    for position, reason in final.failures.items():
+        print(f"left out of the final model: trial {best[position].trial_id}, whose retraining "
+              f"diverged: {reason}", flush=True)
     plot_sensitivity(board, space, os.path.join(args.directory, "sensitivity.png"))
     baselines = baseline_scores(args.task, frame, labels.values, split)
     importances = importance(board, space, seed=args.seed)
-    artifacts.save_model(model, os.path.join(args.directory, "best_model.keras"))
-    best_values = {**values, "epochs": epochs}
-    artifacts.write_json({"trial": trial.trial_id, "score": trial.score, "hyperparameters": best_values},
+    artifacts.save_model(final.model, os.path.join(args.directory, "best_model.keras"))
+    members = [{"trial": best[position].trial_id, "score": best[position].score,
+                "hyperparameters": {**configurations[position][0],
+                                    "epochs": configurations[position][1]}}
+               for position in final.members]
+    artifacts.write_json({**members[0], "ensemble": members},
                          os.path.join(args.directory, "best_hyperparameters.json"))
     artifacts.write_json({
         "task": args.task, "class_names": labels.class_names, "positive_class": labels.positive_class,
-        "best_trial": trial.trial_id, "best_epoch": epochs, "folds": folds,
+        "best_trial": members[0]["trial"], "best_epoch": members[0]["hyperparameters"]["epochs"],
+        "ensemble_trials": [member["trial"] for member in members], "folds": folds,
         "rows": {name: len(getattr(split, name)) for name in ("train", "validation", "test")},
-        "test": test, "baselines": baselines, "importance": importances,
+        "test": final.test, "baselines": baselines, "importance": importances,
     }, os.path.join(args.directory, "metrics.json"))
-    write_report(os.path.join(args.directory, "report.md"), args.task, test, baselines, importances,
-                 best_values, trials=board["status"].value_counts().to_dict(), folds=folds)
-    return test, baselines
+    write_report(os.path.join(args.directory, "report.md"), args.task, final.test, baselines,
+                 importances, members, trials=board["status"].value_counts().to_dict(), folds=folds)
+    return final.test, baselines
 
 
 @exits_cleanly_on_bad_input

@@ -1,4 +1,4 @@
-"""Retraining the best configuration on train+validation, then one test evaluation.
+"""The final model: the best configurations retrained on train+validation, one test evaluation.
 
 Example:
 
@@ -7,61 +7,125 @@ Example:
 >>> frame, labels, split, _ = prepare("multiclass", *load_bundled("wine"))
 >>> values = {"learning_rate": 0.01, "optimizer": "adam", "activation": "relu", "depth": 1,
 ...           "width": 16, "dropout": 0.0, "l2": 1e-4, "batch_size": 32}
->>> model, metrics = retrain_best("multiclass", frame, labels, split, values, epochs=2)
->>> sorted(metrics)
-['accuracy']
+>>> final = retrain_ensemble("multiclass", frame, labels, split, [(values, 2), (values, 3)])
+>>> final.members, sorted(final.test)
+([0, 1], ['accuracy'])
 """
 
 import dataclasses
+import os
+import tempfile
 
 import keras
 import numpy as np
 from keras_tuner.errors import FailedTrialError
 
+from templates.ensemble import average_models
 from templates.errors import TemplateError
 from templates.model import build_model
+from templates.predict import load_model
 from templates.preprocessing import column_kinds, frame_to_inputs, make_dataset
 from templates.recipe import evaluate
 from templates.tasks import get_task
 from tuning.fail_on_nan import FailOnNaN
+from tuning.trial_process import IsolatedCall, TrialProcessError
 
 
-def retrain_best(task, frame, labels, split, values, *, epochs, seed=42):
-    """Trains `values`' model on train+validation for `epochs`, scores it on test.
+@dataclasses.dataclass
+class FinalModel:
+    """What `retrain_ensemble` returns.
 
-    Without a validation split there is nothing to stop early on, so the
-    model trains for exactly the best trial's epoch count.
+    Attributes:
+        model: the `keras.Model`: a template model, or the average of several
+            (`templates.ensemble.average_models`).
+        test: dict of its test metrics.
+        members: list of int, the positions (in the configurations given) of
+            the configurations it averages.
+        failures: dict `{position: reason}` of configurations left out
+            because retraining diverged (or its process died).
+    """
+
+    model: keras.Model
+    test: dict
+    members: list
+    failures: dict
+
+
+def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42):
+    """Retrains each configuration on train+validation and averages them.
+
+    Without a validation split there is nothing to stop early on, so each
+    model trains for exactly its trial's best epoch count. The models train
+    side by side, each in a process of its own where the platform allows it
+    (`tuning.trial_process.IsolatedCall`), else one after the other. A
+    configuration whose loss turns NaN or infinite while retraining, or
+    whose process dies, is left out (see `FinalModel.failures`); the others
+    still make the final model.
+
+    Averaging a few of the best configurations, instead of keeping only the
+    best one, makes the final model less dependent on the luck of one
+    ranking and of one retraining run: trials whose cross-validated scores
+    differ by less than their noise can differ by several test rows when
+    retrained alone (see the README's tuning benchmark).
 
     Args:
         task: str, the task's name.
         frame: DataFrame of all rows' raw columns.
         labels: `templates.labels.Labels` of all rows.
         split: `templates.data.Split`.
-        values: dict of hyperparameter values (`tuning.space.SEARCH_SPACE` names).
-        epochs: int, epochs to train.
+        configurations: sequence of `(values, epochs)`: a dict of
+            hyperparameter values (`tuning.space.SEARCH_SPACE` names) and
+            the int epochs to train it, best first.
         seed: int. Defaults to `42`.
 
     Returns:
-        `(model, test_metrics)`.
+        `FinalModel`.
 
     Raises:
-        TemplateError: if the loss turns NaN or infinite while retraining.
+        TemplateError: if retraining fails for every configuration.
     """
     rows = np.concatenate([split.train, split.validation])
     fit_frame = frame.iloc[rows]
-    kinds = column_kinds(fit_frame)
+    fit_labels = dataclasses.replace(labels, values=labels.values[rows])
+    models, members, failures = [], [], {}
+    with tempfile.TemporaryDirectory(prefix="final-model-") as folder:
+        paths = [os.path.join(folder, f"member_{position}.keras")
+                 for position in range(len(configurations))]
+        calls = [IsolatedCall(_retrain, task, fit_frame, fit_labels, values, epochs, seed, path)
+                 for (values, epochs), path in zip(configurations, paths)]
+        for position, (call, path) in enumerate(zip(calls, paths)):
+            try:
+                failure = call.result()
+            except TrialProcessError as error:
+                failure = str(error)
+            if failure:
+                failures[position] = failure
+                continue
+            models.append(load_model(path))
+            members.append(position)
+    if not models:
+        reasons = "; ".join(failures.values())
+        raise TemplateError(f"Retraining the best configurations diverged: {reasons}")
+    model = average_models(models, name=f"{task}_ensemble")
+    test = frame_to_inputs(frame.iloc[split.test], column_kinds(fit_frame))
+    return FinalModel(model, evaluate(model, get_task(task), test, labels.values[split.test]),
+                      members, failures)
+
+
+def _retrain(task, fit_frame, fit_labels, values, epochs, seed, path):
+    """Trains one configuration and saves it to `path`; returns why it failed, or `None`."""
     keras.utils.set_random_seed(seed)
     model = build_model(
-        task, fit_frame, dataclasses.replace(labels, values=labels.values[rows]),
+        task, fit_frame, fit_labels,
         hidden=(values["width"],) * values["depth"], activation=values["activation"],
         dropout=values["dropout"], l2=values["l2"], optimizer=values["optimizer"],
         learning_rate=values["learning_rate"],
     )
-    data = make_dataset(frame_to_inputs(fit_frame, kinds), labels.values[rows],
+    data = make_dataset(frame_to_inputs(fit_frame, column_kinds(fit_frame)), fit_labels.values,
                         batch_size=values["batch_size"], shuffle=True, seed=seed)
     try:
         model.fit(data, epochs=epochs, callbacks=[FailOnNaN()], verbose=0, shuffle=False)
     except FailedTrialError as error:
-        raise TemplateError(f"Retraining the best configuration diverged: {error}") from None
-    test = frame_to_inputs(frame.iloc[split.test], kinds)
-    return model, evaluate(model, get_task(task), test, labels.values[split.test])
+        return str(error)
+    model.save(path)
+    return None

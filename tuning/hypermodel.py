@@ -129,7 +129,12 @@ class TemplateHyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp, model, inputs, targets, validation_data=None, epochs=None,
             initial_epoch=0, callbacks=(), verbose=0, **kwargs):
-        """Trains `model`, or K fold models; returns `{"val_data_loss": ..., "best_epoch": ...}`.
+        """Trains `model`, or K fold models; returns the scores at the best epoch.
+
+        The result holds `val_data_loss` (the objective), every other
+        validation metric of that epoch (`val_loss`, `val_accuracy`, ...)
+        and `best_epoch`; with `folds > 1`, each is the mean over the folds
+        (the best epoch rounded).
 
         Args:
             hp: the trial's `keras_tuner.HyperParameters`.
@@ -164,8 +169,8 @@ class TemplateHyperModel(keras_tuner.HyperModel):
             fold_model = self.build_on(hp, self.train_features.iloc[train_rows], fold_labels)
             results.append(train(fold_model, _rows((inputs, targets), train_rows),
                                  _rows((inputs, targets), validation_rows)))
-        return {OBJECTIVE: float(np.mean([result[OBJECTIVE] for result in results])),
-                "best_epoch": max(1, round(np.mean([result["best_epoch"] for result in results])))}
+        means = {name: float(np.mean([result[name] for result in results])) for name in results[0]}
+        return {**means, "best_epoch": max(1, round(means["best_epoch"]))}
 
     def _train(self, model, train, validation, *, batch_size, epochs, initial_epoch, callbacks,
                verbose, **kwargs):
@@ -180,7 +185,9 @@ class TemplateHyperModel(keras_tuner.HyperModel):
             verbose=verbose, **{"shuffle": False, **kwargs},  # the dataset reshuffles itself
         ).history
         best = int(np.argmin(history[OBJECTIVE]))
-        return {OBJECTIVE: float(history[OBJECTIVE][best]), "best_epoch": initial_epoch + best + 1}
+        validation = {name: float(values[best]) for name, values in history.items()
+                      if name.startswith("val_")}
+        return {**validation, "best_epoch": initial_epoch + best + 1}
 
 
 def _rows(data, rows):

@@ -2,8 +2,9 @@
 
 Example:
 
+>>> members = [{"trial": "03", "score": 0.41, "hyperparameters": {"width": 32, "epochs": 12}}]
 >>> text = report_markdown("regression", {"r2": 0.5}, {"linear": {"r2": 0.45}},
-...                        {"width": 1.0}, {"width": 32}, trials={"COMPLETED": 5}, folds=5)
+...                        {"width": 1.0}, members, trials={"COMPLETED": 5}, folds=5)
 >>> "| tuned network | 0.5000 |" in text
 True
 """
@@ -20,7 +21,7 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def report_markdown(task, test, baselines, importances, best, *, trials, folds=1,
+def report_markdown(task, test, baselines, importances, members, *, trials, folds=1,
                     sensitivity="sensitivity.png"):
     """Returns the report's Markdown text.
 
@@ -29,7 +30,9 @@ def report_markdown(task, test, baselines, importances, best, *, trials, folds=1
         test: dict of the tuned model's test metrics.
         baselines: dict `{baseline: test metrics}`.
         importances: dict `{hyperparameter: importance}` (may be empty).
-        best: dict of the best trial's hyperparameters and epoch.
+        members: list of the final model's trials, best first, each a dict
+            with `trial` (id), `score` and `hyperparameters` (values and
+            `epochs`).
         trials: dict `{status: count}`.
         folds: int, cross-validation folds per trial (`1`: the validation
             split). Defaults to `1`.
@@ -51,22 +54,33 @@ def report_markdown(task, test, baselines, importances, best, *, trials, folds=1
     counts = ", ".join(f"{count} {status.lower()}" for status, count in trials.items())
     scored_on = (f"the mean over {folds} cross-validation folds of train+validation" if folds > 1
                  else "the validation split")
+    if len(members) > 1:
+        final = (f"The mean of the {len(members)} best trials' models, each retrained on "
+                 "train+validation for its best epoch count,")
+    else:
+        final = "The best configuration, retrained on train+validation for its best epoch count,"
+    names = list(members[0]["hyperparameters"])
+    configurations = _table(["trial", "score", *names], [
+        [member["trial"], f"{member['score']:.4g}",
+         *(str(member["hyperparameters"][name]) for name in names)]
+        for member in members
+    ])
     return f"""# Hyperparameter search: {task}
 
 Trials: {counts}. Each trial is scored on {scored_on}.
 
 ## Test split
 
-The best configuration, retrained on train+validation for its best epoch
-count, against scikit-learn baselines fitted on the same rows:
+{final}
+against scikit-learn baselines fitted on the same rows:
 
 {results}
 
 Tuned {headline} minus best baseline: {test[headline] - best_baseline:+.4f}.
 
-## Best configuration
+## Final model's configurations (best first)
 
-{_table(["hyperparameter", "value"], [[k, str(v)] for k, v in best.items()])}
+{configurations}
 
 ## What mattered
 

@@ -5,8 +5,9 @@ optimizer, activation, depth, width, dropout, L2, batch size), one line per
 trial. Each trial trains with early stopping up to --max-epochs (Hyperband:
 up to its own budget) and is scored by its best validation loss without
 the L2 penalty (`val_data_loss`: trials with different L2 compare fairly).
-When the search ends, the best configuration is retrained on train+validation
-for its best epoch count and evaluated once on the test split. DIR then holds
+When the search ends, the best --ensemble configurations (default 3) are
+each retrained on train+validation for their best epoch count, averaged into
+one model and evaluated once on the test split. DIR then holds
 `best_hyperparameters.json`, `leaderboard.csv`, `best_model.keras` (usable
 with `python -m templates.predict`), `metrics.json`, `report.md` and
 `sensitivity.png`.
@@ -50,6 +51,7 @@ def main(argv=None):
         int, the exit status: 0; 1 when the search failed (too many failed
         trials in a row, or all workers died); 2 for bad input.
     """
+    workers.follow_chief()
     argv = sys.argv[1:] if argv is None else list(argv)
     pool = workers.plan(argv)
     fork = pool is not None and can_fork()

@@ -77,29 +77,64 @@ def run_isolated(function, *args, **kwargs):
         *args: its positional arguments.
         **kwargs: its keyword arguments.
     """
-    if not can_fork():
-        return function(*args, **kwargs)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(reader)
-        _run_in_child(writer, function, args, kwargs)
-    os.close(writer)
-    try:
-        with os.fdopen(reader, "rb") as answer:
-            message = answer.read()
-        _, status = os.waitpid(pid, 0)
-    except BaseException:
-        _stop(pid)
-        raise
-    if not message:
-        raise TrialProcessError(f"the trial's process ended without a result ({_describe(status)}).")
-    ok, value, child_traceback = pickle.loads(message)
-    if ok:
-        return value
-    raise value from _ChildTraceback(child_traceback)
+    return IsolatedCall(function, *args, **kwargs).result()
+
+
+class IsolatedCall:
+    """`function(*args, **kwargs)` started in a forked child; `result()` waits for it.
+
+    Several calls started one after the other run side by side, e.g. to
+    train several models at once on several cores. Where `can_fork()` is
+    false, the call runs in this process when it is created. `result()`
+    behaves as `run_isolated`.
+
+    Example:
+
+    >>> calls = [IsolatedCall(sum, [1, 2]), IsolatedCall(max, [1, 2])]
+    >>> [call.result() for call in calls]
+    [3, 2]
+    """
+
+    def __init__(self, function, *args, **kwargs):
+        self._pid = None
+        if not can_fork():
+            try:
+                self._answer = (True, function(*args, **kwargs), None)
+            except Exception as error:  # noqa: BLE001 - raised again by result()
+                self._answer = (False, error, None)
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(reader)
+            _run_in_child(writer, function, args, kwargs)
+        os.close(writer)
+        self._pid, self._reader = pid, reader
+
+    def result(self):
+        """Waits for the call to end and returns its result, or raises its error."""
+        if self._pid is not None:
+            pid, self._pid = self._pid, None
+            try:
+                with os.fdopen(self._reader, "rb") as answer:
+                    message = answer.read()
+                _, status = os.waitpid(pid, 0)
+            except BaseException:
+                _stop(pid)
+                raise
+            if not message:
+                raise TrialProcessError(
+                    f"the trial's process ended without a result ({_describe(status)})."
+                )
+            self._answer = pickle.loads(message)
+        ok, value, child_traceback = self._answer
+        if ok:
+            return value
+        if child_traceback is None:
+            raise value
+        raise value from _ChildTraceback(child_traceback)
 
 
 def _run_in_child(writer, function, args, kwargs):

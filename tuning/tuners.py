@@ -33,17 +33,54 @@ class StartsFromDefaults:
         return super().populate_space(trial_id)
 
 
-class RandomSearchOracle(AtomicOracleState, ProgressOracle, StartsFromDefaults,
-                         keras_tuner.oracles.RandomSearchOracle):
+class KnownMetricDirections:
+    """Oracle mixin: registers a trial's other metrics without asking Keras.
+
+    Trials report their validation metrics (`val_accuracy`, `val_auc`, ...)
+    beside the objective. For a metric it has not seen, KerasTuner infers
+    whether higher is better by building the Keras metric of that name,
+    which creates variables and so starts TensorFlow's runtime in the
+    search's process: from then on, that process could no longer fork its
+    trials (`tuning.trial_process.can_fork`), and memory would grow again.
+    The direction is only used to rank by that metric, which nothing here
+    does; it is set from the name.
+    """
+
+    def update_trial(self, trial_id, metrics, step=0):
+        trial = self.trials.get(trial_id)
+        if trial is not None:
+            for name in metrics:
+                if name != self.objective.name and not trial.metrics.exists(name):
+                    trial.metrics.register(name, direction=metric_direction(name))
+        return super().update_trial(trial_id, metrics, step)
+
+
+def metric_direction(name):
+    """`"max"` for accuracy, AUC, precision and recall, else `"min"`.
+
+    Example:
+
+    >>> metric_direction("val_accuracy"), metric_direction("val_loss")
+    ('max', 'min')
+    """
+    return "max" if any(word in name for word in HIGHER_IS_BETTER) else "min"
+
+
+HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall")
+
+
+class RandomSearchOracle(AtomicOracleState, ProgressOracle, KnownMetricDirections,
+                         StartsFromDefaults, keras_tuner.oracles.RandomSearchOracle):
     """KerasTuner's random search with progress lines and a failure limit."""
 
 
-class BayesianOptimizationOracle(AtomicOracleState, ProgressOracle, StartsFromDefaults,
-                                 keras_tuner.oracles.BayesianOptimizationOracle):
+class BayesianOptimizationOracle(AtomicOracleState, ProgressOracle, KnownMetricDirections,
+                                 StartsFromDefaults, keras_tuner.oracles.BayesianOptimizationOracle):
     """KerasTuner's Gaussian-process search with progress lines and a failure limit."""
 
 
-class HyperbandOracle(AtomicOracleState, ProgressOracle, keras_tuner.oracles.HyperbandOracle):
+class HyperbandOracle(AtomicOracleState, ProgressOracle, KnownMetricDirections,
+                      keras_tuner.oracles.HyperbandOracle):
     """KerasTuner's Hyperband with progress lines and a failure limit."""
 
 

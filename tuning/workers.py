@@ -40,6 +40,21 @@ MAX_RESTARTS = 3
 DEFAULT_DIRECTORY = "runs/tuning"
 LOG_FOLDER = "workers"  # inside the search's directory: tuner0.log, ...
 SETTINGS_FILE = "search.json"
+# Set for a spawned worker: the process ID of the chief that started it.
+CHIEF_PID_VARIABLE = "KERAS_TEMPLATES_CHIEF_PID"
+
+
+def follow_chief():
+    """In a spawned local worker: makes it end when its chief dies.
+
+    A no-op in any other process. Call it first thing in `tuning.search.main`.
+    """
+    chief = os.environ.pop(CHIEF_PID_VARIABLE, None)
+    if chief is None:
+        return
+    die_with_parent()
+    if os.getppid() != int(chief):  # the chief died before the line above
+        os._exit(1)
 
 
 @contextlib.contextmanager
@@ -178,10 +193,16 @@ class WorkerPool:
         return os.path.join(self.log_dir, f"{tuner_id}.log")
 
     def _spawn(self, tuner_id):
+        # With close_fds=False and no preexec_fn, Popen starts the worker with
+        # posix_spawn, which runs no code between fork and exec: the chief may
+        # be serving the oracle by now, and gRPC's fork handlers could abort
+        # a forked child before its exec (grpc/grpc#43055; seen restarting a
+        # killed worker). Python's own file descriptors are not inherited
+        # anyway (PEP 446). The worker ties itself to the chief instead.
         log = open(self._log_path(tuner_id), "ab")
         self.processes[tuner_id] = subprocess.Popen(
-            self.command, env={**os.environ, **self._environment(tuner_id)}, stdout=log,
-            stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+            self.command, stdout=log, stderr=subprocess.STDOUT, close_fds=False,
+            env={**os.environ, **self._environment(tuner_id), CHIEF_PID_VARIABLE: str(os.getpid())},
         )
         log.close()
 

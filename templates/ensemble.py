@@ -1,0 +1,81 @@
+"""One model that averages the outputs of several template models.
+
+The members are template models (`templates.model.build_model`) trained on
+the same rows, so they take the same raw columns and give the same kind of
+output: probabilities (sigmoid, softmax) or values in target units. Their
+mean is the same kind of output, and the ensemble saves, loads and predicts
+like a single template model (`templates.predict`).
+
+Example:
+
+>>> import pandas as pd
+>>> from templates.labels import encode_binary_labels
+>>> from templates.model import build_model
+>>> frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+>>> labels = encode_binary_labels([0, 0, 1, 1])
+>>> ensemble = average_models([build_model("binary", frame, labels, hidden=(8,)) for _ in range(2)])
+>>> len(ensemble_members(ensemble)), output_head(ensemble).activation.__name__
+(2, 'sigmoid')
+"""
+
+import keras
+
+from templates.errors import TemplateError
+from templates.preprocessing import raw_column_keys
+
+AVERAGE_LAYER = "average_of_members"
+
+
+def average_models(models, name="ensemble"):
+    """Returns a model whose output is the mean of `models`' outputs.
+
+    Args:
+        models: sequence of template models taking the same input columns.
+            One model is returned as it is.
+        name: str, the ensemble model's name. Defaults to `"ensemble"`.
+
+    Raises:
+        TemplateError: if `models` is empty or the models take different
+            inputs.
+    """
+    models = list(models)
+    if not models:
+        raise TemplateError("Received no models to average; expected at least one.")
+    if len(models) == 1:
+        return models[0]
+    first = _input_signature(models[0])
+    for index, model in enumerate(models[1:], start=1):
+        if _input_signature(model) != first:
+            raise TemplateError(
+                f"Model {index} takes inputs {_input_signature(model)}, model 0 takes {first}; "
+                "expected models trained on the same columns."
+            )
+    inputs = {key: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=tensor.name)
+              for key, tensor in models[0].input.items()}
+    for index, model in enumerate(models):
+        model.name = f"member_{index}"
+    outputs = keras.layers.Average(name=AVERAGE_LAYER)([model(inputs) for model in models])
+    with raw_column_keys():
+        return keras.Model(inputs, outputs, name=name)
+
+
+def ensemble_members(model):
+    """Returns the template models that `model` averages, or `[model]` for a single one."""
+    if AVERAGE_LAYER not in [layer.name for layer in model.layers]:
+        return [model]
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
+def output_head(model):
+    """Returns the output layer (`templates.layers.LabeledDense`) of a template model or ensemble.
+
+    An ensemble's members share their task and class names, so the first
+    member's head describes the ensemble's output.
+    """
+    return ensemble_members(model)[0].layers[-1]
+
+
+def _input_signature(model):
+    if not isinstance(model.input, dict):
+        return repr(model.input)
+    return {key: (tuple(tensor.shape[1:]), str(tensor.dtype)) for key, tensor in model.input.items()}
