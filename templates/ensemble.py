@@ -21,7 +21,7 @@ Example:
 import keras
 
 from templates.errors import TemplateError
-from templates.preprocessing import raw_column_keys
+from templates.preprocessing import model_input_kinds, raw_column_keys
 
 AVERAGE_LAYER = "average_of_members"
 
@@ -35,19 +35,19 @@ def average_models(models, name="ensemble"):
         name: str, the ensemble model's name. Defaults to `"ensemble"`.
 
     Raises:
-        TemplateError: if `models` is empty or the models take different
-            inputs.
+        TemplateError: if `models` is empty, a model is not a template
+            model (named column inputs), or the models take different columns.
     """
     models = list(models)
     if not models:
         raise TemplateError("Received no models to average; expected at least one.")
     if len(models) == 1:
         return models[0]
-    first = _input_signature(models[0])
+    first = model_input_kinds(models[0])
     for index, model in enumerate(models[1:], start=1):
-        if _input_signature(model) != first:
+        if model_input_kinds(model) != first:
             raise TemplateError(
-                f"Model {index} takes inputs {_input_signature(model)}, model 0 takes {first}; "
+                f"Model {index} takes columns {model_input_kinds(model)}, model 0 takes {first}; "
                 "expected models trained on the same columns."
             )
     inputs = {key: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=tensor.name)
@@ -74,8 +74,3 @@ def output_head(model):
     """
     return ensemble_members(model)[0].layers[-1]
 
-
-def _input_signature(model):
-    if not isinstance(model.input, dict):
-        return repr(model.input)
-    return {key: (tuple(tensor.shape[1:]), str(tensor.dtype)) for key, tensor in model.input.items()}

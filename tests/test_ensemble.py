@@ -64,3 +64,13 @@ def test_models_on_different_columns_are_refused():
 def test_no_models_are_refused():
     with pytest.raises(TemplateError, match="Received no models"):
         average_models([])
+
+
+def test_a_model_without_named_columns_is_refused():
+    import keras
+
+    _, models = members("binary", 1)
+    columns = keras.Input((3,))
+    plain = keras.Model(columns, keras.layers.Dense(1, activation="sigmoid")(columns))
+    with pytest.raises(TemplateError, match="does not take named columns"):
+        average_models([models[0], plain])

@@ -59,6 +59,7 @@ def test_leaderboard_has_one_row_per_trial_with_every_hyperparameter(finished):
     rows = board(directory)
     assert len(rows) == 2
     assert {"trial", "status", *SPACE_COLUMNS, "score", "best_epoch", "seconds"} <= set(rows.columns)
+    assert rows["val_loss"].notna().all()  # the trials' other validation metrics
 
 
 def test_fixed_hyperparameters_hold_in_every_trial(finished):

@@ -22,12 +22,12 @@ from keras_tuner.errors import FailedTrialError
 
 from templates.ensemble import average_models
 from templates.errors import TemplateError
-from templates.model import build_model
 from templates.predict import load_model
 from templates.preprocessing import column_kinds, frame_to_inputs, make_dataset
 from templates.recipe import evaluate
 from templates.tasks import get_task
 from tuning.fail_on_nan import FailOnNaN
+from tuning.hypermodel import build_from_values
 from tuning.trial_process import IsolatedCall, TrialProcessError
 
 
@@ -115,12 +115,7 @@ def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42):
 def _retrain(task, fit_frame, fit_labels, values, epochs, seed, path):
     """Trains one configuration and saves it to `path`; returns why it failed, or `None`."""
     keras.utils.set_random_seed(seed)
-    model = build_model(
-        task, fit_frame, fit_labels,
-        hidden=(values["width"],) * values["depth"], activation=values["activation"],
-        dropout=values["dropout"], l2=values["l2"], optimizer=values["optimizer"],
-        learning_rate=values["learning_rate"],
-    )
+    model = build_from_values(task, fit_frame, fit_labels, values)
     data = make_dataset(frame_to_inputs(fit_frame, column_kinds(fit_frame)), fit_labels.values,
                         batch_size=values["batch_size"], shuffle=True, seed=seed)
     try:

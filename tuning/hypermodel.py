@@ -120,12 +120,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         """
         values = {name: self.space[name].declare(hp) for name in ARCHITECTURE}
         keras.utils.set_random_seed(self.seed)
-        return build_model(
-            self.task, features, labels,
-            hidden=(values["width"],) * values["depth"], activation=values["activation"],
-            dropout=values["dropout"], l2=values["l2"], optimizer=values["optimizer"],
-            learning_rate=values["learning_rate"], data_loss=True,
-        )
+        return build_from_values(self.task, features, labels, values, data_loss=True)
 
     def fit(self, hp, model, inputs, targets, validation_data=None, epochs=None,
             initial_epoch=0, callbacks=(), verbose=0, **kwargs):
@@ -188,6 +183,24 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         validation = {name: float(values[best]) for name, values in history.items()
                       if name.startswith("val_")}
         return {**validation, "best_epoch": initial_epoch + best + 1}
+
+
+def build_from_values(task, features, labels, values, *, data_loss=False):
+    """Builds the template model of one configuration (`ARCHITECTURE` names in `values`).
+
+    Args:
+        task: str, the task's name.
+        features: DataFrame of raw columns the preprocessing adapts on.
+        labels: `templates.labels.Labels` of those rows.
+        values: dict holding at least the `ARCHITECTURE` hyperparameters.
+        data_loss: bool, passed to `templates.model.build_model`. Defaults to `False`.
+    """
+    return build_model(
+        task, features, labels,
+        hidden=(values["width"],) * values["depth"], activation=values["activation"],
+        dropout=values["dropout"], l2=values["l2"], optimizer=values["optimizer"],
+        learning_rate=values["learning_rate"], data_loss=data_loss,
+    )
 
 
 def _rows(data, rows):

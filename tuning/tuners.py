@@ -17,6 +17,8 @@ from tuning.progress_oracle import ProgressOracle
 from tuning.trial_process import TrialProcessError, run_isolated
 
 OBJECTIVE = keras_tuner.Objective(OBJECTIVE_NAME, direction="min")
+# Metrics (of `templates.tasks.TASKS`) for which higher is better.
+HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall")
 
 
 class StartsFromDefaults:
@@ -64,9 +66,6 @@ def metric_direction(name):
     ('max', 'min')
     """
     return "max" if any(word in name for word in HIGHER_IS_BETTER) else "min"
-
-
-HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall")
 
 
 class RandomSearchOracle(AtomicOracleState, ProgressOracle, KnownMetricDirections,
