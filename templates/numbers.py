@@ -13,8 +13,8 @@ Example:
 '0.9123'
 >>> format_number(25.0)
 '25'
->>> format_number(1234567.0)
-'1.235e6'
+>>> format_number(12345.678), format_number(1234567.0)
+('12350', '1.235e6')
 >>> format_number(float("nan")), format_number(float("-inf")), format_number(None)
 ('nan', '-inf', 'n/a')
 """
@@ -66,7 +66,8 @@ def format_number(value, digits=4):
         return "inf" if value > 0 else "-inf"
     rounded = float(f"{value:.{digits}g}")
     if rounded == 0 or SMALL <= abs(rounded) < LARGE:
-        return f"{rounded:.{digits}g}"
+        # From 10 ** digits up, `g` would switch to scientific notation.
+        return f"{rounded:.{digits}g}" if abs(rounded) < 10**digits else str(int(rounded))
     mantissa, exponent = f"{rounded:.{digits - 1}e}".split("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
     return f"{mantissa}e{int(exponent)}"
