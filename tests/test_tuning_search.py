@@ -2,9 +2,11 @@
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pandas as pd
@@ -27,6 +29,9 @@ TINY = [*TINY_MODEL, "--folds", "1"]
 SPACE_COLUMNS = ["learning_rate", "optimizer", "activation", "depth", "width", "dropout",
                  "l2", "batch_size"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# How long a test waits for a search process to reach a state: generous,
+# since other tests may be using every core. Waits end as soon as it is reached.
+WAIT_SECONDS = 300
 
 
 def search(directory, *arguments, task="multiclass", trials=2):
@@ -142,13 +147,46 @@ def _finished_trials(directory):
     return done
 
 
+def wait_until(condition, what, process):
+    """Returns `condition()` once it is true; fails if `process` ends first or after WAIT_SECONDS."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not (value := condition()):
+        assert process.poll() is None, f"the search ended (status {process.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {WAIT_SECONDS} s"
+        time.sleep(0.05)
+    return value
+
+
+def output_lines(process):
+    """A queue of `process`'s stdout lines, read in a thread; `None` once it is closed."""
+    lines = queue.Queue()
+
+    def read():
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def wait_for_line(lines, prefix):
+    """Returns the first line from `lines` that starts with `prefix`, waiting up to WAIT_SECONDS."""
+    while True:
+        try:
+            line = lines.get(timeout=WAIT_SECONDS)
+        except queue.Empty:
+            pytest.fail(f"no line starting with {prefix!r} after {WAIT_SECONDS} s")
+        assert line is not None, f"the search ended before a line starting with {prefix!r}"
+        if line.startswith(prefix):
+            return line
+
+
 def test_search_killed_after_a_trial_resumes_to_exactly_n_trials(tmp_path):
     arguments = ["--task", "multiclass", "--max-trials", "3", "--directory", str(tmp_path), *TINY]
     process = subprocess.Popen([sys.executable, "-m", "tuning.search", *arguments], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while _finished_trials(tmp_path) < 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: _finished_trials(tmp_path) >= 1, "a finished trial", process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert main(arguments) == 0
@@ -170,8 +208,19 @@ def test_two_workers_run_the_same_trials_as_one_process(tmp_path):
 
 
 def _children(pid):
-    with open(f"/proc/{pid}/task/{pid}/children") as file:
-        return [int(child) for child in file.read().split()]
+    """The process IDs of `pid`'s children, whichever of its threads started them."""
+    children = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:  # the process is gone
+        return children
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children") as file:
+                children += [int(child) for child in file.read().split()]
+        except FileNotFoundError:  # the thread ended
+            pass
+    return children
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
@@ -181,10 +230,13 @@ def test_a_worker_killed_mid_search_is_replaced_and_the_search_completes(tmp_pat
          "--directory", str(tmp_path), *TINY, "--workers", "2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
-    assert process.stdout.readline().startswith("trial ")
-    os.kill(_children(process.pid)[0], signal.SIGKILL)
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0, output
+    lines = output_lines(process)
+    wait_for_line(lines, "trial ")
+    worker = wait_until(lambda: _children(process.pid), "a worker process", process)[0]
+    os.kill(worker, signal.SIGKILL)
+    status = process.wait(timeout=WAIT_SECONDS)
+    output = "".join(iter(lambda: lines.get(timeout=WAIT_SECONDS), None))
+    assert status == 0, output
     rows = board(tmp_path)
     assert len(rows) == 6 and (rows["status"] == "COMPLETED").all()
 
@@ -198,11 +250,9 @@ def test_a_trial_whose_process_dies_fails_and_the_search_goes_on(tmp_path):
          "--directory", str(tmp_path), *TINY], cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, text=True,
     )
-    deadline = time.monotonic() + 120
-    while not _children(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(_children(process.pid)[0], signal.SIGKILL)
-    output, _ = process.communicate(timeout=300)
+    trial = wait_until(lambda: _children(process.pid), "a trial process", process)[0]
+    os.kill(trial, signal.SIGKILL)
+    output, _ = process.communicate(timeout=WAIT_SECONDS)
     assert process.returncode == 0, output
     rows = board(tmp_path)
     assert list(rows["status"]) == ["FAILED", "COMPLETED", "COMPLETED"]

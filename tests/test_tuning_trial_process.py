@@ -77,16 +77,22 @@ def test_a_trial_process_that_dies_raises_a_clear_error():
 
 
 @linux_only
-def test_calls_started_together_run_side_by_side():
-    output = run_fresh("""
-        import time
+def test_calls_started_together_run_side_by_side(tmp_path):
+    # Each call checks in, then waits for the other two: one after the other,
+    # the first would give up waiting; side by side, all three meet.
+    output = run_fresh(f"""
+        import os, time
         from tuning.trial_process import IsolatedCall
-        started = time.monotonic()
-        calls = [IsolatedCall(time.sleep, 1.0) for _ in range(3)]
-        [call.result() for call in calls]
-        print(time.monotonic() - started < 2.5)
+        def meet(name):
+            open(os.path.join({str(tmp_path)!r}, name), "w").close()
+            deadline = time.monotonic() + 60
+            while len(os.listdir({str(tmp_path)!r})) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return len(os.listdir({str(tmp_path)!r})) == 3
+        calls = [IsolatedCall(meet, name) for name in "abc"]
+        print([call.result() for call in calls])
     """)
-    assert output == "True"
+    assert output == "[True, True, True]"
 
 
 def test_runs_in_this_process_once_tensorflow_has_started():
