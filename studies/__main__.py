@@ -18,6 +18,7 @@ Example:
 """
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -71,6 +72,13 @@ def _command(name):
     return [sys.executable, "-m", f"studies.{name}"]
 
 
+def _environment():
+    """The environment of a study's process: this package importable from anywhere."""
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def run_study(name, output, *, quick=False, seeds=None):
     """Runs one study in a new process and returns what `report.md` shows.
 
@@ -93,7 +101,9 @@ def run_study(name, output, *, quick=False, seeds=None):
     if seeds:
         argv += ["--seeds", ",".join(map(str, seeds))]
     started = time.perf_counter()
-    completed = subprocess.run(argv, capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        argv, capture_output=True, text=True, check=False, env=_environment()
+    )
     duration = time.perf_counter() - started
     (output / "log.txt").write_text(
         f"$ {' '.join(argv)}\n{completed.stdout}{completed.stderr}"

@@ -55,7 +55,8 @@ BATCH_SIZE = 32
 LEARNING_RATE = 0.01
 PROBE_ROWS = 256
 FULL = {"depths": (2, 4, 6, 8, 10), "rows": 512, "epochs": 30}
-QUICK = {"depths": (2, 6), "rows": 128, "epochs": 2}
+# Quick: a few steps, run eagerly (tracing each train step would take longer).
+QUICK = {"depths": (2, 6), "rows": 128, "epochs": 2, "eager": True}
 # Verdict thresholds, in log10 of the gradient norm per layer (towards the
 # input): -0.3 is a halving at every layer; +-0.1 is within 26% per layer.
 VANISHING_SLOPE = -0.3
@@ -119,7 +120,7 @@ def _mse(model, x, y):
     return float(np.mean((prediction - y) ** 2))
 
 
-def measure(x, y, depth, activation, initializer, seed, steps):
+def measure(x, y, depth, activation, initializer, seed, steps, eager=False):
     """Builds one network, measures it at initialisation and after `steps` SGD steps.
 
     Returns:
@@ -130,7 +131,8 @@ def measure(x, y, depth, activation, initializer, seed, steps):
     seed_everything(seed)
     model = mlp(x.shape[1], (WIDTH,) * depth, activation=activation,
                 initializer=initializer)
-    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.0), loss="mse")
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.0), loss="mse",
+                  run_eagerly=eager)
     names = _layer_names(depth)
     before = [model.get_layer(name).kernel.numpy().copy() for name in names]
     gradients = GradientMonitor(probe=(x[:PROBE_ROWS], y[:PROBE_ROWS]))
@@ -262,7 +264,8 @@ def run(options):
         for config in configs:
             for d in size["depths"]:
                 row, norms, moved = measure(x, y, d, *config, seed,
-                                            steps if d == depth else 0)
+                                            steps if d == depth else 0,
+                                            eager=size.get("eager", False))
                 rows.append(row)
                 if d == depth:
                     profiles.setdefault(config, []).append(norms)
