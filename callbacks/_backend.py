@@ -1,8 +1,39 @@
-"""Backend guard shared by the callbacks of this package."""
+"""The active Keras backend's part of the callbacks: what `keras.ops` cannot say.
+
+How gradients are taken, how a train step is compiled and where the weights
+live during `fit()` differ between TensorFlow, JAX and PyTorch. Each backend
+has one small module with the same functions (`_backend_tensorflow`,
+`_backend_jax`, `_backend_torch`); `get()` returns the active one.
+
+Every backend module provides:
+
+- `make_train_function(model, step)`: a function called like
+  `model.train_function`, built the way Keras builds it, from `step`, a
+  function with the signature of `model.train_step`.
+- `around_train_step(model, train_step, around)`: a step with the
+  signature of `train_step` that calls `around(data, run, forward)`, where
+  `run()` runs `train_step` and returns its logs, and `forward` is None
+  when layer outputs can be seen during `run()`, else a function of `x`
+  running the forward pass again on the step's weights (JAX).
+- `peek_batch(args)`: given the arguments of a train function call, returns
+  `(batch, args)`: the first batch of the call and arguments that still
+  feed that batch to the train function.
+- `release(model, args)`: gives the weights back to the model when a train
+  function call is abandoned before it ran (JAX holds them in `args`).
+- `sync(model)`: makes the model's variables hold the current weights
+  (JAX keeps them outside the variables during an epoch).
+- `loss_and_gradients(model, variables)`: a function `(x, y) -> (loss,
+  gradients)` of the compiled loss in inference mode, with no side effect.
+- `inference()`: a context manager for forward passes that need no
+  gradient.
+- `to_numpy(tensor)`: a NumPy array of a backend tensor (or array).
+"""
+
+import importlib
 
 import keras
 
-SUPPORTED_BACKENDS = ("tensorflow",)
+SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def require_supported_backend(callback_name):
@@ -17,12 +48,49 @@ def require_supported_backend(callback_name):
 
     Example:
 
-    >>> require_supported_backend("GradientMonitor")  # on TensorFlow: no error
+    >>> require_supported_backend("GradientMonitor")  # TF, JAX, torch: no error
     """
     backend = keras.backend.backend()
     if backend not in SUPPORTED_BACKENDS:
         raise RuntimeError(
             f"{callback_name} supports the Keras backends "
             f"{', '.join(SUPPORTED_BACKENDS)}; the active backend is "
-            f"'{backend}'. Set KERAS_BACKEND=tensorflow before importing keras."
+            f"'{backend}'. Set KERAS_BACKEND to one of them before importing "
+            "keras."
         )
+
+
+def get(callback_name):
+    """Returns the module implementing the active backend's functions.
+
+    Args:
+        callback_name: str, the callback asking, named in the error.
+
+    Raises:
+        RuntimeError: if the active backend is not supported.
+
+    Example:
+
+    >>> get("GradientMonitor").__name__.startswith("callbacks._backend_")
+    True
+    """
+    require_supported_backend(callback_name)
+    return importlib.import_module(f"callbacks._backend_{keras.backend.backend()}")
+
+
+def built_by_keras(model, step):
+    """Returns the train function Keras's own `make_train_function` builds for `step`.
+
+    `make_train_function` compiles whatever `model.train_step` is when it
+    runs (XLA, distribution, `steps_per_execution` included): `step` is lent
+    as an instance attribute for that call only, and the model's own train
+    function is put back.
+    """
+    original = model.train_function
+    object.__setattr__(model, "train_step", step)
+    try:
+        model.make_train_function(force=True)
+        return model.train_function
+    finally:
+        object.__delattr__(model, "train_step")
+        model.train_function = original

@@ -8,7 +8,6 @@ columns). Targets follow the model's output structure.
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 _ARRAY_TAG = "__ndarray__"
 
@@ -63,8 +62,20 @@ def validate_probe(callback_name, argument, value):
 
 
 def to_tensors(value):
-    """Converts a nest of arrays to a nest of tensors, keeping its structure."""
-    return keras.tree.map_structure(tf.convert_to_tensor, value)
+    """Converts a nest of arrays to backend tensors, keeping its structure.
+
+    String arrays (text columns) become TensorFlow string tensors: only the
+    TensorFlow backend has them.
+    """
+
+    def convert(array):
+        if array.dtype.kind in "OSU":
+            import tensorflow as tf
+
+            return tf.convert_to_tensor(array)
+        return keras.ops.convert_to_tensor(array)
+
+    return keras.tree.map_structure(convert, value)
 
 
 def probe_to_config(value):

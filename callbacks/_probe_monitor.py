@@ -1,4 +1,4 @@
-"""Base class of the monitors that measure a model on a fixed probe batch.
+"""Base class of the monitors: schedule, bookkeeping and verdicts.
 
 `GradientMonitor` and `ActivationMonitor` share their schedule, their
 bookkeeping and what they do with a verdict; this module holds that part so
@@ -11,37 +11,48 @@ import warnings
 import keras
 
 from callbacks import _probe
+from callbacks import _train_step_capture
 
 ACTIONS = ("warn", "stop", "raise")
 
 
 class ProbeMonitor(keras.callbacks.Callback):
-    """Measures the model on a probe batch during `fit()` and acts on verdicts.
+    """Measures the model during `fit()`, records the numbers, acts on verdicts.
 
-    Schedule: one measurement when training begins (step 0, the reference
-    that later measurements are compared with), one every `every_n_batches`
-    training batches when that is set, and one at the end of every epoch.
+    Two ways to measure:
+
+    - on a probe (`probe` set, or taken from the first training batch by
+      `_probe_from_batch`): `_build_measure(probe)` returns a function of no
+      arguments returning the log entries as a dict of floats. Schedule: one
+      measurement when the probe is known (when training begins for a given
+      probe, the reference later measurements are compared with), one every
+      `every_n_batches` training batches when that is set, and one at the end
+      of every epoch.
+    - on real training steps (`_measures_steps()` true): `_wants_step(first,
+      last)` says whether the train function call covering steps `first` to
+      `last` should be measured; the measurement comes back in that call's
+      logs under `capture_key` and `_step_values(value)` turns it into log
+      entries.
+
     The latest numbers are added to the batch `logs` of the batch they were
     taken at and to every epoch's `logs`, so `History`, `CSVLogger`,
     `TensorBoard` and the progress bar receive them. Callbacks listed after
     the monitor in `fit(callbacks=...)` see them; `History` and the progress
     bar always do.
 
-    Subclasses implement `_build_measure()` (called when training begins;
-    returns a function of no arguments that returns the log entries as a
-    dict of floats) and `_diagnose(values, logs)` (returns, for every verdict
-    kind, the flagged layer names and a message).
+    Subclasses also implement `_diagnose(values, logs)`: for every verdict
+    kind, the flagged layer names and a message.
 
     Args:
-        probe: the validated probe (a nest of NumPy arrays).
+        probe: the validated probe (a nest of NumPy arrays), or None.
         every_n_batches: int or None, see the schedule above.
         actions: dict mapping each verdict kind (e.g. `"vanishing"`) to the
             name of the argument that sets its action and the action.
     """
 
     # Owned by one `fit()`: a copy starts without them (KerasTuner deep-copies
-    # callbacks for every trial, and a traced tf.function cannot be copied).
-    _TRANSIENT = ("_model", "_measure")
+    # callbacks for every trial, and compiled functions cannot be copied).
+    _TRANSIENT = ("_model", "_measure", "_hub", "_batch_probe")
 
     def __init__(self, probe, every_n_batches, actions):
         super().__init__()
@@ -52,9 +63,8 @@ class ProbeMonitor(keras.callbacks.Callback):
             or every_n_batches < 1
         ):
             raise ValueError(
-                f"{name} expects `every_n_batches` to be None (measure at the "
-                "end of each epoch only) or an integer >= 1. Received: "
-                f"every_n_batches={every_n_batches!r}"
+                f"{name} expects `every_n_batches` to be None or an integer "
+                f">= 1. Received: every_n_batches={every_n_batches!r}"
             )
         for argument, action in actions.values():
             if action not in ACTIONS:
@@ -67,7 +77,17 @@ class ProbeMonitor(keras.callbacks.Callback):
         self.every_n_batches = every_n_batches
         self._actions = {kind: action for kind, (_, action) in actions.items()}
         self._measure = None
+        self._hub = None
+        self._batch_probe = None
         self._reset()
+
+    @property
+    def capture_key(self):
+        """The private log key a measured train step returns this monitor's data in."""
+        return f"_{type(self).__name__}_{id(self)}"
+
+    def _measures_steps(self):
+        return False
 
     def _reset(self):
         self.history = {}
@@ -82,34 +102,87 @@ class ProbeMonitor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         # Allow instances to be re-used across `model.fit()` calls.
         self._reset()
-        self._measure = self._build_measure()
-        self._check(logs)
+        self._measure = None
+        self._batch_probe = None
+        if self.probe is not None and not self._measures_steps():
+            self._measure = self._build_measure(self.probe)
+            self._check(logs)
+            return
+        self._hub = _train_step_capture.register(self, type(self).__name__)
+        if self.probe is None and not self._measures_steps():
+            self._hub.peek(self._receive_batch)
+
+    def _receive_batch(self, batch):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        self._batch_probe = keras.tree.map_structure(keras.ops.convert_to_numpy, x)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._epoch_first_step = self._step
 
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self._measures_steps():
+            return
+        first = self._epoch_first_step + batch + 1
+        last = first + _steps_per_call(self.model) - 1
+        if self._wants_step(first, last, batch):
+            self._hub.request(self)
+
+    def _wants_step(self, first, last, batch):
+        """The schedule of step measurements; see the subclasses' docs."""
+        steps = self.params.get("steps") if self.params else None
+        every = self.every_n_batches
+        return (
+            first == 1
+            or (steps is not None and batch + (last - first) + 1 >= steps)
+            or (steps is None and batch == 0)
+            or bool(every and last // every > (first - 1) // every)
+        )
+
     def on_train_batch_end(self, batch, logs=None):
         # With `steps_per_execution=N` Keras calls this once per N batches,
         # with `batch` the index of the last one: count steps, not calls.
         self._step = self._epoch_first_step + batch + 1
-        every = self.every_n_batches
-        if every and self._step // every > self._measured_step // every:
+        if self._measures_steps():
+            value = None if logs is None else logs.pop(self.capture_key, None)
+            if value is not None:
+                self._record(self._step_values(value), logs)
+            else:
+                self._between_measurements(logs or {})
+            return
+        if self._measure is None and self._batch_probe is not None:
+            self._measure = self._build_measure(self._batch_probe)
             self._check(logs)
-            if logs is not None:
-                logs.update(self._latest)
+            return
+        every = self.every_n_batches
+        if (
+            self._measure is not None
+            and every
+            and self._step // every > self._measured_step // every
+        ):
+            self._check(logs)
+
+    def _between_measurements(self, logs):
+        """Called on a step not measured (step measurements only)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._measured_step != self._step:
+        if logs is not None:
+            logs.pop(self.capture_key, None)
+        if self._measure is not None and self._measured_step != self._step:
             self._check(logs)
         if logs is not None:
             logs.update(self._latest)
 
     def on_train_end(self, logs=None):
         self._measure = None
+        if self._hub is not None:
+            _train_step_capture.unregister(self)
+            self._hub = None
 
     def _check(self, logs):
-        values = self._measure()
+        self._record(self._measure(), logs)
+
+    def _record(self, values, logs):
         self._measured_step = self._step
         self._latest = values
         record = {"step": self._step, "epoch": self._epoch, **values}
@@ -120,6 +193,8 @@ class ProbeMonitor(keras.callbacks.Callback):
             if layers:
                 self._act(kind, layers, message)
             self._warned[kind] = layers
+        if logs is not None:
+            logs.update(values)
 
     def _act(self, kind, layers, message):
         action = self._actions[kind]
@@ -151,7 +226,9 @@ class ProbeMonitor(keras.callbacks.Callback):
         config survives JSON and `from_config()` rebuilds the same callback.
         """
         return {
-            "probe": _probe.probe_to_config(self.probe),
+            "probe": None
+            if self.probe is None
+            else _probe.probe_to_config(self.probe),
             "every_n_batches": self.every_n_batches,
         }
 
@@ -159,5 +236,10 @@ class ProbeMonitor(keras.callbacks.Callback):
     def from_config(cls, config):
         """Creates a callback from the output of `get_config()`."""
         config = dict(config)
-        config["probe"] = _probe.probe_from_config(config["probe"])
+        if config.get("probe") is not None:
+            config["probe"] = _probe.probe_from_config(config["probe"])
         return cls(**config)
+
+
+def _steps_per_call(model):
+    return int(getattr(model, "steps_per_execution", 1) or 1)

@@ -1,14 +1,14 @@
 """ActivationMonitor callback: saturated sigmoid/tanh and dead ReLU units."""
 
+import contextlib
 import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from callbacks import _backend
 from callbacks import _plotting
 from callbacks import _probe
-from callbacks._backend import require_supported_backend
 from callbacks._probe_monitor import ProbeMonitor
 
 # A unit output counts as saturated where the activation's derivative is
@@ -20,22 +20,22 @@ _SATURATED_DERIVATIVE = 0.05
 def _saturated_fraction(derivative):
     def fraction(outputs):
         saturated = derivative(outputs) < _SATURATED_DERIVATIVE
-        return tf.reduce_mean(tf.cast(saturated, "float32"))
+        return keras.ops.mean(keras.ops.cast(saturated, "float32"))
 
     return fraction
 
 
 def _dead_fraction(outputs):
-    units = tf.reshape(outputs, [-1, tf.shape(outputs)[-1]])
-    alive = tf.reduce_any(units > 0, axis=0)
-    return 1.0 - tf.reduce_mean(tf.cast(alive, "float32"))
+    units = keras.ops.reshape(outputs, (-1, outputs.shape[-1]))
+    alive = keras.ops.any(units > 0, axis=0)
+    return 1.0 - keras.ops.mean(keras.ops.cast(alive, "float32"))
 
 
 # Activation name -> (verdict, fraction of the layer's outputs it judges).
 # Derivatives are written in terms of the outputs, scaled to a maximum of 1.
 _MEASURES = {
     "sigmoid": ("saturated", _saturated_fraction(lambda y: 4 * y * (1 - y))),
-    "tanh": ("saturated", _saturated_fraction(lambda y: 1 - tf.square(y))),
+    "tanh": ("saturated", _saturated_fraction(lambda y: 1 - keras.ops.square(y))),
     "relu": ("dead", _dead_fraction),
     "relu6": ("dead", _dead_fraction),
 }
@@ -60,8 +60,10 @@ class ActivationMonitor(ProbeMonitor):
     """Tracks saturated sigmoid/tanh units and dead ReLU units per layer.
 
     At every measurement the monitor runs the model on a fixed probe batch in
-    inference mode (`training=False`) and looks at the output of every hidden
-    layer with a sigmoid, tanh, ReLU or ReLU6 `activation` (Dense and
+    inference mode (`training=False`): the `probe` given, or else the first
+    batch of inputs `fit()` feeds the model (whatever feeds it: arrays, a
+    `tf.data.Dataset`, a generator, a `keras.utils.PyDataset`), kept for the
+    whole `fit()`. It looks at the output of every hidden layer with a sigmoid, tanh, ReLU or ReLU6 `activation` (Dense and
     convolution layers, `Activation` layers; nested layers and subclassed
     models included). Layers whose output is a model output are left out:
     a confident sigmoid or softmax head is saturated by design.
@@ -80,15 +82,17 @@ class ActivationMonitor(ProbeMonitor):
     their fractions and a remedy. A warning is repeated only when the set of
     flagged layers changes.
 
-    How activations are obtained: when training begins, the monitor traces
-    one `tf.function` that calls the model on the probe while each monitored
-    layer's `activation` is wrapped to record its output; the wrappers are
-    removed right after tracing, so training runs the unchanged layers.
-    Cost: that trace when each `fit()` begins (about 0.05 s for the binary
-    template's model on a CPU), then one forward pass over the probe per
-    measurement (about 1 ms for 256 rows of 30 columns). Measurements are
-    taken when training begins, at the end of every epoch and, if
-    `every_n_batches` is set, every that many batches.
+    How activations are obtained: at each measurement the monitor calls the
+    model on the probe, eagerly, while each monitored layer's `activation` is
+    wrapped to record its output; the wrappers are removed right after, so
+    training runs the unchanged layers. It works the same on the TensorFlow,
+    JAX and PyTorch backends. Cost: one eager forward pass over the probe per
+    measurement. Measurements are taken when the probe is known (when
+    training begins, or after the first step when the probe is the first
+    batch), at the end of every epoch and, if `every_n_batches` is set,
+    every that many batches. The first batch is seen before its step runs:
+    the train function's first call is run by a thin wrapper (see
+    `callbacks/_train_step_capture.py`); later steps run unchanged.
 
     Logs: `saturated_fraction/<layer>` or `dead_fraction/<layer>` per
     monitored layer, and `saturated_fraction/max` and `dead_fraction/max`
@@ -98,9 +102,10 @@ class ActivationMonitor(ProbeMonitor):
     do.
 
     Args:
-        probe: the probe inputs: an array, a list of arrays or a dict of
+        probe: optional probe inputs: an array, a list of arrays or a dict of
             arrays, as the model takes them. A few hundred rows are plenty;
             more rows make "dead" stricter (zero for every one of them).
+            Defaults to `None`: the first training batch's inputs.
         every_n_batches: int or None, also measure every this many training
             batches. `None` measures at the end of each epoch only. Defaults
             to `None`.
@@ -131,7 +136,7 @@ class ActivationMonitor(ProbeMonitor):
     ...     keras.layers.Dense(8, activation="tanh", name="tanh_layer"),
     ...     keras.layers.Dense(1, name="output")])
     >>> model.compile(optimizer="sgd", loss="mse")
-    >>> monitor = ActivationMonitor(probe=x[:32])
+    >>> monitor = ActivationMonitor()
     >>> history = model.fit(x, y, epochs=2, callbacks=[monitor], verbose=0)
     >>> sorted(key for key in history.history if key.endswith("_layer"))
     ['dead_fraction/relu_layer', 'saturated_fraction/tanh_layer']
@@ -142,14 +147,14 @@ class ActivationMonitor(ProbeMonitor):
 
     def __init__(
         self,
-        probe,
+        probe=None,
         every_n_batches=None,
         max_saturated_fraction=0.5,
         max_dead_fraction=0.5,
         on_saturated="warn",
         on_dead="warn",
     ):
-        require_supported_backend("ActivationMonitor")
+        _backend.require_supported_backend("ActivationMonitor")
         for argument, value in (
             ("max_saturated_fraction", max_saturated_fraction),
             ("max_dead_fraction", max_dead_fraction),
@@ -160,7 +165,9 @@ class ActivationMonitor(ProbeMonitor):
                     f"fraction of the layer. Received: {argument}={value!r}"
                 )
         super().__init__(
-            probe=_probe.validate_probe("ActivationMonitor", "probe", probe),
+            probe=None
+            if probe is None
+            else _probe.validate_probe("ActivationMonitor", "probe", probe),
             every_n_batches=every_n_batches,
             actions={
                 "saturated": ("on_saturated", on_saturated),
@@ -182,23 +189,42 @@ class ActivationMonitor(ProbeMonitor):
     def dead_layers(self):
         return self._flagged["dead"]
 
-    def _build_measure(self):
+    def _build_measure(self, probe):
         model = self.model
-        x = _probe.to_tensors(self.probe)
+        backend = _backend.get("ActivationMonitor")
+        x = _probe.to_tensors(probe)
+        backend.sync(model)
         if not model.built:
-            # A subclassed model is built by its first call; build it now so
-            # that the traced function creates no variables.
-            model(x, training=False)
+            # A subclassed model is built by its first call.
+            with backend.inference():
+                model(x, training=False)
         layers = [
             layer
             for layer in model._flatten_layers(include_self=False, recursive=True)
             if _activation_name(layer) in _MEASURES
         ]
-        traced = _trace_fractions(model, layers, x)
+        heads = _output_layers(model)
+
+        def fractions():
+            backend.sync(model)
+            with backend.inference(), _recording(layers) as recorded:
+                outputs = keras.tree.flatten(model(x, training=False))
+            return {
+                name: float(
+                    backend.to_numpy(
+                        _MEASURES[activation][1](keras.ops.cast(value, "float32"))
+                    )
+                )
+                for name, (activation, value) in recorded.items()
+                if name not in heads
+                and not any(value is output for output in outputs)
+            }
+
+        measured = fractions()
         self._layers = {
             layer.name: _MEASURES[_activation_name(layer)][0]
             for layer in layers
-            if layer.name in traced.structured_outputs
+            if layer.name in measured
         }
         if not self._layers:
             warnings.warn(
@@ -207,10 +233,11 @@ class ActivationMonitor(ProbeMonitor):
                 "records nothing in this fit.",
                 stacklevel=2,
             )
+        first = [measured]
 
         def measure():
-            fractions = traced(x)
-            return self._summarize({k: float(v) for k, v in fractions.items()})
+            values = first.pop() if first else fractions()
+            return self._summarize(values)
 
         return measure
 
@@ -306,14 +333,18 @@ def _activation_name(layer):
     return getattr(getattr(layer, "activation", None), "__name__", None)
 
 
-def _trace_fractions(model, layers, x):
-    """Traces `model(x)` with `layers` recording their activations' outputs.
+def _output_layers(model):
+    """Names of the layers whose outputs are the model's (none if subclassed)."""
+    try:
+        outputs = model.outputs or []
+    except (AttributeError, ValueError):
+        outputs = []
+    return {tensor._keras_history.operation.name for tensor in outputs}
 
-    Returns:
-        A concrete function of `x` returning a dict: layer name -> the
-        fraction its activation is judged by, for every layer of `layers`
-        whose output is not a model output.
-    """
+
+@contextlib.contextmanager
+def _recording(layers):
+    """Wraps each layer's `activation` to record `name -> (activation, output)`."""
     recorded = {}
 
     def recording(layer, activation):
@@ -324,21 +355,11 @@ def _trace_fractions(model, layers, x):
 
         return record
 
-    # No AutoGraph: plain Python control flow, traced once.
-    @tf.function(autograph=False)
-    def fractions(x):
-        outputs = keras.tree.flatten(model(x, training=False))
-        return {
-            name: _MEASURES[activation][1](tf.cast(value, "float32"))
-            for name, (activation, value) in recorded.items()
-            if not any(value is output for output in outputs)
-        }
-
     originals = [layer.activation for layer in layers]
     try:
         for layer, activation in zip(layers, originals):
             layer.activation = recording(layer, activation)
-        return fractions.get_concrete_function(x)
+        yield recorded
     finally:
         for layer, activation in zip(layers, originals):
             layer.activation = activation

@@ -10,6 +10,10 @@ from callbacks.activation_monitor import ActivationMonitor
 
 ROWS = 128
 FEATURES = 8
+BACKEND = keras.backend.backend()
+tensorflow_only = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="tf.data and the templates need the TensorFlow backend"
+)
 
 
 def data():
@@ -148,7 +152,9 @@ def test_functional_model_with_two_inputs_and_two_outputs():
 def test_subclassed_model_with_steps_per_execution():
     monitor = ActivationMonitor(probe=probe(), every_n_batches=2)
     model = Subclassed()
-    model.compile(optimizer="sgd", loss="binary_crossentropy", steps_per_execution=2)
+    # Keras allows steps_per_execution > 1 on TF and JAX only.
+    model.compile(optimizer="sgd", loss="binary_crossentropy",
+                  steps_per_execution=1 if BACKEND == "torch" else 2)
     x, y = data()
     history = model.fit(x, y, batch_size=32, epochs=1, callbacks=[monitor], verbose=0)
 
@@ -236,11 +242,67 @@ def test_invalid_arguments_name_the_received_value(kwargs, match):
 
 
 def test_unsupported_backend_raises_naming_it(monkeypatch):
-    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    with pytest.raises(RuntimeError, match="active backend is 'jax'"):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "numpy")
+    with pytest.raises(RuntimeError, match="active backend is 'numpy'"):
         ActivationMonitor(probe=probe())
 
 
+def feed(kind):
+    """`fit` arguments feeding the same 4 batches of 32 rows in four ways."""
+    x, y = data()
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, ROWS, 32)]
+    if kind == "arrays":
+        return {"x": x, "y": y, "batch_size": 32}
+    if kind == "generator":
+        return {"x": (batch for batch in batches)}
+    if kind == "pydataset":
+        class Batches(keras.utils.PyDataset):
+            def __len__(self):
+                return len(batches)
+
+            def __getitem__(self, index):
+                return batches[index]
+
+        return {"x": Batches()}
+    import tensorflow as tf
+
+    return {"x": tf.data.Dataset.from_tensor_slices((x, y)).batch(32)}
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["arrays", "generator", "pydataset", pytest.param("tf_data", marks=tensorflow_only)],
+)
+def test_without_probe_measures_the_first_training_batch(kind):
+    keras.utils.set_random_seed(0)
+    monitor = ActivationMonitor()
+    model = model_with("relu", bias=-100.0)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="binary_crossentropy")
+    with pytest.warns(UserWarning, match="dead units"):
+        history = model.fit(**feed(kind), epochs=1, shuffle=False, callbacks=[monitor],
+                            verbose=0).history
+
+    assert monitor.dead_layers == ["watched"]
+    assert monitor.history["step"] == [1, 4]
+    assert history["dead_fraction/watched"] == [1.0]
+
+
+def test_without_probe_a_healthy_two_input_model_is_not_flagged():
+    x, y = data()
+    inputs = {"a": x[:, :5], "b": x[:, 5:]}
+    model = two_inputs_two_outputs()
+    model.compile(optimizer="sgd", loss={"score": "mse", "label": "binary_crossentropy"})
+    monitor = ActivationMonitor()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(inputs, {"score": x[:, :1], "label": y}, epochs=1,
+                            callbacks=[monitor], verbose=0).history
+
+    assert not [w for w in caught if "ActivationMonitor" in str(w.message)]
+    assert {"dead_fraction/relu", "saturated_fraction/tanh"} <= history.keys()
+
+
+@tensorflow_only
 def test_plugs_into_the_binary_template(template_data):
     from templates import binary
     from templates.training import TrainingConfig

@@ -1,13 +1,14 @@
 """GradientMonitor callback: per-layer gradient norms, vanishing and exploding."""
 
 import math
+import warnings
 
+import keras
 import numpy as np
-import tensorflow as tf
 
+from callbacks import _backend
 from callbacks import _plotting
 from callbacks import _probe
-from callbacks._backend import require_supported_backend
 from callbacks._probe_monitor import ProbeMonitor
 
 # Activations whose derivative is well below 1 almost everywhere, so that the
@@ -15,32 +16,55 @@ from callbacks._probe_monitor import ProbeMonitor
 _SATURATING_ACTIVATIONS = ("sigmoid", "tanh", "hard_sigmoid", "softsign")
 # From this many weight layers on, depth itself is a cause worth naming.
 _DEEP_NETWORK_LAYERS = 8
+# The deep learning tuning playbook picks a clipping threshold at this
+# percentile of the observed gradient norms, and calls clipping more than
+# this share of the updates "extremely aggressive" (a lower learning rate in
+# disguise).
+_CLIP_PERCENTILE = 90
+_AGGRESSIVE_CLIPPED_FRACTION = 0.5
 
 
 class GradientMonitor(ProbeMonitor):
     """Measures per-layer gradient norms during training and judges them.
 
-    How gradients are obtained: the monitor keeps a fixed probe batch
-    `probe=(x, y)` and, at every measurement, computes the model's compiled
-    loss on it (`model.compute_loss`, regularisation losses included) and its
-    gradient with respect to every trainable kernel in a `tf.GradientTape`,
-    inside a `tf.function` traced once per `fit()`. The probe runs in
-    inference mode (`training=False`): dropout is off and batch normalisation
-    uses its moving statistics, so the numbers are deterministic, comparable
-    from one measurement to the next, and the measurement changes neither
-    the weights nor the optimizer nor the reported metrics (the compiled
-    loss trackers are restored after each measurement). This works the same
-    for Sequential, functional (several inputs and outputs) and subclassed
-    models and whatever `steps_per_execution` is, because it never touches
-    the training step.
+    With no arguments the monitor measures the gradients of real training
+    steps: the gradients the optimizer applies, computed by the model's own
+    `train_step` in training mode (dropout on, batch normalisation on batch
+    statistics) on the batch `fit()` feeds it, whatever feeds `fit()`
+    (arrays, a `tf.data.Dataset`, a generator, a `keras.utils.PyDataset`),
+    on the TensorFlow, JAX and PyTorch backends.
 
-    Cost: one eager pass and the tracing of the probe function when each
-    `fit()` begins (about 0.1 s for the binary template's model on a CPU),
-    then one forward and backward pass over the probe per measurement
-    (about 2 ms for 256 rows of 30 columns and hidden layers (64, 64)).
-    Measurements are taken once when training begins (the reference), at the
-    end of every epoch and, if `every_n_batches` is set, every that many
-    batches. Keep the probe small: 64 to 512 rows are plenty.
+    How: Keras builds `model.train_function` before callbacks start, and
+    calls it once per step. The monitor has Keras build a second, *measuring*
+    train function from the model's own `train_step`, in which the
+    optimizer's `apply` is wrapped to keep the gradients it receives (before
+    any clipping) and the weights before and after the update; the measuring
+    step returns the per-layer norms (computed with `keras.ops`) in its logs.
+    On the steps to measure, the monitor has `fit()` call the measuring
+    function instead of the model's own. A custom `train_step` works as long
+    as it updates the weights with `optimizer.apply` or `apply_gradients`.
+
+    Cost: the measuring function is compiled once per `fit()` (a trace on
+    TensorFlow, a `jit` on JAX: about as long as the model's own first
+    step), and a measured step costs a little more than an ordinary one (the
+    norms, and a copy of the weights for the update ratio). The other steps
+    run the model's own train function: one extra Python call each.
+
+    Schedule: the first step of training (the reference), the last step of
+    every epoch (the first step of each epoch when `fit()` does not know the
+    epoch's length, e.g. a generator), and the step after every
+    `every_n_batches` steps when that is set. With `steps_per_execution=N`
+    one train function call runs N steps: the whole call is measured, and
+    the numbers are those of its last step.
+
+    Probe mode (`probe=(x, y)`): instead, the monitor computes the compiled
+    loss (`model.compute_loss`, regularisation losses included) on a fixed
+    batch in inference mode (`training=False`) and its gradient: the
+    numbers are deterministic and comparable from one measurement to the
+    next, and measuring changes neither the weights, the optimizer nor the
+    metrics. Measurements are taken when training begins, at the end of every
+    epoch and every `every_n_batches` batches if set. The update ratio and
+    the clipping statistics need real steps: probe mode has neither.
 
     The norm of a layer is the L2 norm of the gradient of its kernel (every
     trainable variable of rank >= 2: Dense and convolution kernels,
@@ -58,47 +82,88 @@ class GradientMonitor(ProbeMonitor):
       no ratio to judge and no verdict.
     - *exploding*: the loss (on the probe, or the training loss in `logs`)
       or a norm is not finite, or a layer's norm exceeds `exploding_factor`
-      times the largest layer norm measured when training began.
+      times the largest layer norm measured when training began. When the
+      loss or a gradient is not finite at a measured step, the message names
+      the first layer (in the order the model calls them) whose output was
+      not finite and the first layer whose gradient was not; measure every
+      step (`every_n_batches=1`) to catch the very step it happens.
+    - *stalled* (real steps): a layer's update-to-weight ratio, the norm of
+      the change the optimizer made to its kernel over the kernel's norm, is
+      below `min_update_ratio`. About `1e-3` is the usual healthy order
+      (CS231n); the default `1e-6` is a thousand times smaller: such a layer
+      needs a million steps to move by its own size, it has stopped learning.
+    - *thrashing* (real steps): a layer's update ratio exceeds
+      `max_update_ratio`. The default `0.1` is a hundred times the healthy
+      order: each step rewrites a tenth of the layer, ten steps can replace
+      it entirely, so nothing learned is kept.
 
-    Each verdict warns, stops training or raises, as `on_vanishing` and
-    `on_exploding` say, with a message naming the layers, the measured
-    ratios and a remedy fitted to what the monitor can see (saturating
-    activations, depth, the learning rate). A warning is repeated only when
-    the set of flagged layers changes.
+    Each verdict warns, stops training or raises, as `on_vanishing`,
+    `on_exploding`, `on_stalled` and `on_thrashing` say, with a message
+    naming the layers, the measured numbers and a remedy fitted to what the
+    monitor can see. Remedies for exploding gradients follow the deep
+    learning tuning playbook's order: learning-rate warm-up, gradient
+    clipping, another optimizer, residual connections and normalisation,
+    and a lower learning rate as the last resort. A warning is repeated only
+    when the set of flagged layers changes.
+
+    Clipping: when the optimizer has `clipnorm` or `global_clipnorm`, the
+    norms measured are those before clipping; the monitor records which
+    measured steps were clipped (a kernel's norm above `clipnorm`, or the
+    global norm above `global_clipnorm`) and suggests a threshold: the 90th
+    percentile of the observed norms (per-variable maximum for `clipnorm`,
+    global norm for `global_clipnorm`), as the playbook advises. When more
+    than half of the measured steps were clipped it warns at the end of
+    training: such clipping is a lower learning rate in disguise.
 
     Logs: `grad_norm/<layer>` for every layer (`<layer>` is the variable's
     path inside the model without the trailing `/kernel`, e.g. `dense_1`),
     `grad_norm/max` (the largest layer norm) and `grad_norm/min_ratio` (the
-    smallest layer norm divided by the largest). List the monitor before
+    smallest layer norm divided by the largest); on real steps also
+    `grad_norm/global` (all trainable variables together),
+    `update_ratio/<layer>`, and with clipping `grad_norm/clipped_fraction`
+    (the share of measured steps clipped so far). List the monitor before
     `CSVLogger` or `TensorBoard` in `callbacks=[...]` so that they receive
-    these entries; `History` and the progress bar always do.
+    these entries; `History` and the progress bar always do. A callback
+    listed before the monitor sees one private entry more in the logs of a
+    measured step (`_GradientMonitor_<id>`), which the monitor removes.
 
     Args:
-        probe: tuple `(x, y)`: the inputs (an array, a list of arrays or a
-            dict of arrays, as the model takes them) and the targets (an
-            array, or a list or dict for a multi-output model), all with the
-            same number of rows.
+        probe: optional tuple `(x, y)`: the inputs (an array, a list of
+            arrays or a dict of arrays, as the model takes them) and the
+            targets (an array, or a list or dict for a multi-output model),
+            all with the same number of rows. Defaults to `None`: measure
+            real training steps.
         every_n_batches: int or None, also measure every this many training
-            batches (with `steps_per_execution=N`, at the first batch end
-            past each multiple). `None` measures at the end of each epoch
-            only. Defaults to `None`.
+            batches. Defaults to `None` (see the schedules above).
         vanishing_ratio: float in `(0, 1)`, a layer is vanishing when its
             norm is below this fraction of the largest layer norm. Defaults
             to `1e-3`.
         exploding_factor: float > 1, a layer is exploding when its norm
             exceeds this multiple of the largest layer norm measured when
             training began. Defaults to `100.0`.
+        min_update_ratio: float > 0, a layer has stalled when its update
+            ratio is below it. Defaults to `1e-6`.
+        max_update_ratio: float > `min_update_ratio`, a layer is thrashing
+            when its update ratio exceeds it. Defaults to `0.1`.
         include_biases: bool, also measure biases and other trainable
             vectors. Defaults to `False`.
         on_vanishing: str, `"warn"`, `"stop"` (warn and stop training) or
             `"raise"` (raise a `RuntimeError`). Defaults to `"warn"`.
         on_exploding: str, as `on_vanishing`. Defaults to `"warn"`.
+        on_stalled: str, as `on_vanishing`. Defaults to `"warn"`.
+        on_thrashing: str, as `on_vanishing`. Defaults to `"warn"`.
+        histogram_dir: optional str, a TensorBoard log directory: at every
+            measurement, write a histogram of each layer's gradient
+            (`gradients/<layer>`, on real steps) or probe gradient. Needs
+            TensorFlow installed (it writes with `tf.summary`), on any
+            backend. Defaults to `None` (no histograms).
 
     Attributes:
-        vanishing_layers: list of str, layers flagged as vanishing at the
-            latest measurement.
-        exploding_layers: list of str, layers flagged as exploding at the
-            latest measurement.
+        vanishing_layers, exploding_layers, stalled_layers,
+        thrashing_layers: list of str, layers flagged at the latest
+            measurement.
+        suggested_clipnorm: float or None, the threshold suggested by the
+            norms measured so far when the optimizer clips.
         history: dict of lists, one entry per measurement: `"step"` (training
             batches done), `"epoch"` (0-based) and every log entry.
 
@@ -113,7 +178,7 @@ class GradientMonitor(ProbeMonitor):
     ...     keras.layers.Dense(8, activation="relu", name="hidden"),
     ...     keras.layers.Dense(1, name="output")])
     >>> model.compile(optimizer="sgd", loss="mse")
-    >>> monitor = GradientMonitor(probe=(x[:32], y[:32]))
+    >>> monitor = GradientMonitor()
     >>> history = model.fit(x, y, epochs=2, callbacks=[monitor], verbose=0)
     >>> len(history.history["grad_norm/hidden"])  # one value per epoch
     2
@@ -124,16 +189,23 @@ class GradientMonitor(ProbeMonitor):
 
     def __init__(
         self,
-        probe,
+        probe=None,
         every_n_batches=None,
         vanishing_ratio=1e-3,
         exploding_factor=100.0,
+        min_update_ratio=1e-6,
+        max_update_ratio=0.1,
         include_biases=False,
         on_vanishing="warn",
         on_exploding="warn",
+        on_stalled="warn",
+        on_thrashing="warn",
+        histogram_dir=None,
     ):
-        require_supported_backend("GradientMonitor")
-        if not isinstance(probe, (tuple, list)) or len(probe) != 2:
+        _backend.require_supported_backend("GradientMonitor")
+        if probe is not None and (
+            not isinstance(probe, (tuple, list)) or len(probe) != 2
+        ):
             received = (
                 f"a {type(probe).__name__} of length {len(probe)}"
                 if isinstance(probe, (tuple, list))
@@ -141,7 +213,7 @@ class GradientMonitor(ProbeMonitor):
             )
             raise ValueError(
                 "GradientMonitor expects `probe=(x, y)`: a pair of inputs "
-                f"and targets. Received: probe={received}"
+                f"and targets, or None. Received: probe={received}"
             )
         if not 0 < vanishing_ratio < 1:
             raise ValueError(
@@ -155,87 +227,273 @@ class GradientMonitor(ProbeMonitor):
                 "the norm when training began. Received: "
                 f"exploding_factor={exploding_factor!r}"
             )
+        if not 0 < min_update_ratio < max_update_ratio:
+            raise ValueError(
+                "GradientMonitor expects 0 < `min_update_ratio` < "
+                "`max_update_ratio`. Received: "
+                f"min_update_ratio={min_update_ratio!r}, "
+                f"max_update_ratio={max_update_ratio!r}"
+            )
         super().__init__(
-            probe=_probe.validate_probe("GradientMonitor", "probe", list(probe)),
+            probe=None
+            if probe is None
+            else _probe.validate_probe("GradientMonitor", "probe", list(probe)),
             every_n_batches=every_n_batches,
             actions={
                 "vanishing": ("on_vanishing", on_vanishing),
                 "exploding": ("on_exploding", on_exploding),
+                "stalled": ("on_stalled", on_stalled),
+                "thrashing": ("on_thrashing", on_thrashing),
             },
         )
         self.vanishing_ratio = vanishing_ratio
         self.exploding_factor = exploding_factor
+        self.min_update_ratio = min_update_ratio
+        self.max_update_ratio = max_update_ratio
         self.include_biases = include_biases
         self.on_vanishing = on_vanishing
         self.on_exploding = on_exploding
+        self.on_stalled = on_stalled
+        self.on_thrashing = on_thrashing
+        self.histogram_dir = histogram_dir
         # Set when training begins, from the model being trained.
         self._layers = []
         self._activations = {}
         self._depth = 0
         self._reference = None
         self._probe_loss = None
+        self._all_variables = []
+        self._monitored = []
+        self._output_names = []
+        self._not_finite = None
+        self._clip = None
+        self._writer = None
+
+    _TRANSIENT = ProbeMonitor._TRANSIENT + ("_all_variables", "_monitored", "_writer")
+
+    vanishing_layers = property(lambda self: self._flagged["vanishing"])
+    exploding_layers = property(lambda self: self._flagged["exploding"])
+    stalled_layers = property(lambda self: self._flagged["stalled"])
+    thrashing_layers = property(lambda self: self._flagged["thrashing"])
 
     @property
-    def vanishing_layers(self):
-        return self._flagged["vanishing"]
+    def suggested_clipnorm(self):
+        if not self._clip or not self._clip["observed"]:
+            return None
+        return float(np.percentile(self._clip["observed"], _CLIP_PERCENTILE))
 
-    @property
-    def exploding_layers(self):
-        return self._flagged["exploding"]
+    def _measures_steps(self):
+        return self.probe is None
 
-    def _build_measure(self):
+    def on_train_begin(self, logs=None):
+        self._all_variables = []
+        self._reference = None
+        self._not_finite = None
+        self._clip = _clipping(self.model.optimizer)
+        self._writer = _histogram_writer(self.histogram_dir)
+        super().on_train_begin(logs)
+
+    def _find_variables(self):
+        """Lists the variables to measure, once the model is built.
+
+        A subclassed model may only be built by the first training step
+        (TensorFlow traces it): real-step measurements call this from the
+        measuring step, after the model ran.
+        """
         model = self.model
-        x, y = _probe.to_tensors(self.probe)
-        # Keras defers building the model (when subclassed) and its compiled
-        # loss to the first training step; build both now so that the traced
-        # function creates no variables. The loss trackers this call updates
-        # are reset when the first epoch begins.
-        model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
-        variables = [
+        self._all_variables = list(model.trainable_variables)
+        self._monitored = [
             v
-            for v in model.trainable_variables
+            for v in self._all_variables
             if self.include_biases or len(v.shape) >= 2
         ]
-        if not variables:
+        if not self._monitored:
             raise ValueError(
                 "GradientMonitor found no trainable kernel in the model "
                 f"'{model.name}'; nothing to measure. Received a model with "
-                f"{len(model.trainable_variables)} trainable variables"
+                f"{len(self._all_variables)} trainable variables"
             )
-        self._layers = [_entry_name(model, v) for v in variables]
-        self._activations = _activation_names(model, variables)
-        self._depth = sum(len(v.shape) >= 2 for v in variables)
-        self._reference = None
-        metric_variables = list(model.metrics_variables)
+        self._layers = [_entry_name(model, v) for v in self._monitored]
+        self._activations = _activation_names(model, self._monitored)
+        self._depth = sum(len(v.shape) >= 2 for v in self._monitored)
 
-        # No AutoGraph: plain Python control flow, traced once.
-        @tf.function(autograph=False)
-        def gradient_norms(x, y):
-            # compute_loss updates the compiled loss trackers: put them back
-            # so the measurement leaves the reported metrics untouched.
-            saved = [tf.identity(v.value) for v in metric_variables]
-            with tf.GradientTape() as tape:
-                y_pred = model(x, training=False)
-                loss = model.compute_loss(
-                    x=x, y=y, y_pred=y_pred, training=False
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        self._writer = None
+        clip = self._clip
+        if clip and clip["measured"]:
+            fraction = clip["clipped"] / clip["measured"]
+            if fraction > _AGGRESSIVE_CLIPPED_FRACTION:
+                warnings.warn(
+                    f"GradientMonitor: {fraction:.0%} of the measured steps "
+                    f"were clipped by {clip['argument']}={clip['threshold']:g}. "
+                    "Clipping more than half of the updates is a lower "
+                    "learning rate in disguise: lower the learning rate, or "
+                    f"clip at about {self.suggested_clipnorm:.3g} (the "
+                    f"{_CLIP_PERCENTILE}th percentile of the norms before "
+                    "clipping).",
+                    stacklevel=2,
                 )
-            gradients = tape.gradient(loss, variables)
-            for variable, value in zip(metric_variables, saved):
-                variable.assign(value)
-            norms = [
-                tf.zeros(())
-                if g is None
-                else tf.norm(tf.cast(tf.convert_to_tensor(g), "float32"))
-                for g in gradients
-            ]
-            return tf.cast(loss, "float32"), tf.stack(norms)
+
+    # Probe mode.
+
+    def _build_measure(self, probe):
+        model = self.model
+        backend = _backend.get("GradientMonitor")
+        x, y = _probe.to_tensors(probe)
+        # Keras defers building a subclassed model and its compiled loss to
+        # the first step; build both now so that the compiled function
+        # creates no variables.
+        backend.sync(model)
+        with backend.inference():
+            model.compute_loss(
+                x=x, y=y, y_pred=model(x, training=False), training=False
+            )
+        self._find_variables()
+        compute = backend.loss_and_gradients(model, self._monitored)
 
         def measure():
-            loss, norms = gradient_norms(x, y)
-            self._probe_loss = float(loss)
-            return self._summarize(norms.numpy().astype(float))
+            loss, gradients = compute(x, y)
+            self._probe_loss = float(backend.to_numpy(loss))
+            gradients = [
+                None if g is None else backend.to_numpy(g).astype("float64")
+                for g in gradients
+            ]
+            norms = np.array(
+                [0.0 if g is None else np.sqrt(np.sum(g * g)) for g in gradients]
+            )
+            self._write_histograms(gradients)
+            return self._summarize(norms)
 
         return measure
+
+    # Real steps.
+
+    def in_step(self, data, applied, outputs):
+        """Computes, inside the measuring train step, what the monitor logs.
+
+        Returns a tuple of tensors (TensorFlow's step outputs take tuples as
+        structure, lists as tensors): the squared gradient norm of every
+        trainable variable, the norm of every monitored kernel before the
+        update and the norm of its update, whether each layer output was
+        finite, and (for histograms) the monitored gradients.
+        """
+        if "variables" not in applied:
+            raise RuntimeError(
+                "GradientMonitor measures the gradients the optimizer "
+                "applies, but this model's train_step never called "
+                "optimizer.apply() or apply_gradients(). Pass probe=(x, y) "
+                "to measure gradients on a fixed batch instead. Received a "
+                f"model of type {type(self.model).__name__}"
+            )
+        if not self._all_variables:
+            self._find_variables()
+        ops = keras.ops
+        position = {id(v): i for i, v in enumerate(applied["variables"])}
+
+        def squared(tensor):
+            return ops.sum(ops.square(ops.cast(tensor, "float32")))
+
+        gradients = []
+        for variable in self._all_variables:
+            i = position.get(id(variable))
+            gradients.append(None if i is None else applied["gradients"][i])
+        squares = ops.stack(
+            [ops.zeros(()) if g is None else squared(g) for g in gradients]
+        )
+        weights, updates = [], []
+        for variable in self._monitored:
+            i = position.get(id(variable))
+            if i is None:
+                weights.append(ops.zeros(()))
+                updates.append(ops.zeros(()))
+                continue
+            before = applied["before"][i]
+            weights.append(ops.sqrt(squared(before)))
+            updates.append(
+                ops.sqrt(squared(ops.subtract(applied["after"][i], before)))
+            )
+        names, finite = [], []
+        for name, output in outputs.items():
+            for tensor in keras.tree.flatten(output):
+                dtype = keras.backend.standardize_dtype(tensor.dtype)
+                if keras.backend.is_float_dtype(dtype):
+                    names.append(name)
+                    finite.append(
+                        ops.cast(ops.all(ops.isfinite(tensor)), "float32")
+                    )
+                    break
+        self._output_names = names
+        finite = ops.stack(finite) if finite else ops.zeros((0,))
+        result = (squares, ops.stack(weights), ops.stack(updates), finite)
+        if self.histogram_dir is not None:
+            index = {id(v): i for i, v in enumerate(self._all_variables)}
+            result += tuple(
+                ops.zeros(v.shape)
+                if gradients[index[id(v)]] is None
+                else ops.cast(gradients[index[id(v)]], "float32")
+                for v in self._monitored
+            )
+        return result
+
+    def _step_values(self, value):
+        to_numpy = _backend.get("GradientMonitor").to_numpy
+        squares, weights, updates, finite, *gradients = [
+            to_numpy(t).astype("float64") for t in value
+        ]
+        all_norms = np.sqrt(squares)
+        position = {id(v): i for i, v in enumerate(self._all_variables)}
+        norms = all_norms[[position[id(v)] for v in self._monitored]]
+        values = self._summarize(norms)
+        values["grad_norm/global"] = float(np.sqrt(squares.sum()))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.where(weights > 0, updates / weights, np.nan)
+        for layer, ratio in zip(self._layers, ratios):
+            values[f"update_ratio/{layer}"] = float(ratio)
+        self._not_finite = None
+        if not np.all(np.isfinite(all_norms)) or not np.all(finite):
+            outputs = [n for n, ok in zip(self._output_names, finite) if not ok]
+            layers = [
+                layer for layer, norm in zip(self._layers, norms) if not np.isfinite(norm)
+            ]
+            self._not_finite = (outputs[:1], layers[:1])
+        self._count_clipping(all_norms, values)
+        self._write_histograms(gradients)
+        return values
+
+    def _count_clipping(self, all_norms, values):
+        clip = self._clip
+        if not clip or not np.all(np.isfinite(all_norms)):
+            return
+        if clip["argument"] == "clipnorm":
+            observed = float(all_norms.max())
+        else:
+            observed = values["grad_norm/global"]
+        clip["observed"].append(observed)
+        clip["measured"] += 1
+        clip["clipped"] += observed > clip["threshold"]
+        values["grad_norm/clipped_fraction"] = clip["clipped"] / clip["measured"]
+
+    def _between_measurements(self, logs):
+        loss = logs.get("loss")
+        if (
+            isinstance(loss, float)
+            and not math.isfinite(loss)
+            and not self._flagged["exploding"]
+        ):
+            last = self._measured_step
+            message = (
+                f"GradientMonitor: exploding gradients {self._where()}, not "
+                f"finite: training loss {loss:g}, between measurements (the "
+                f"last at step {last}). Measure every step "
+                "(every_n_batches=1) to name the first layer whose output or "
+                f"gradient turned non-finite. {self._exploding_remedy()}"
+            )
+            self._flagged["exploding"] = list(self._layers)
+            self._act("exploding", self._flagged["exploding"], message)
+            self._warned["exploding"] = self._flagged["exploding"]
+
+    # Verdicts.
 
     def _summarize(self, norms):
         values = {
@@ -254,9 +512,14 @@ class GradientMonitor(ProbeMonitor):
         largest = values["grad_norm/max"]
         if self._reference is None:
             self._reference = largest
+        ratios = np.array(
+            [values.get(f"update_ratio/{layer}", np.nan) for layer in self._layers]
+        )
         return {
             "vanishing": self._vanishing(norms, largest),
             "exploding": self._exploding(norms, logs),
+            "stalled": self._update_verdict(ratios, "stalled"),
+            "thrashing": self._update_verdict(ratios, "thrashing"),
         }
 
     def _vanishing(self, norms, largest):
@@ -319,17 +582,18 @@ class GradientMonitor(ProbeMonitor):
                 ("probe loss", self._probe_loss),
                 ("training loss", logs.get("loss", 0.0)),
             )
-            if not math.isfinite(value)
+            if isinstance(value, float) and not math.isfinite(value)
         ]
         layers = [
             layer for layer, norm in zip(self._layers, norms) if not math.isfinite(norm)
         ]
         if layers:
             not_finite.append(f"gradient norms of {', '.join(layers)}")
-        if not_finite:
+        if not_finite or self._not_finite:
             message = (
                 f"GradientMonitor: exploding gradients {self._where()}, not "
-                f"finite: {'; '.join(not_finite)}. {self._exploding_remedy()}"
+                f"finite: {'; '.join(not_finite) or 'a layer output'}."
+                f"{self._first_not_finite()} {self._exploding_remedy()}"
             )
             return layers or list(self._layers), message
         limit = self.exploding_factor * self._reference
@@ -352,15 +616,89 @@ class GradientMonitor(ProbeMonitor):
         )
         return [layer for layer, _ in flagged], message
 
+    def _first_not_finite(self):
+        if not self._not_finite:
+            return ""
+        outputs, gradients = self._not_finite
+        parts = []
+        if outputs:
+            parts.append(f"the first layer whose output was not finite: '{outputs[0]}'")
+        if gradients:
+            parts.append(
+                f"the first layer whose gradient was not finite: '{gradients[0]}'"
+            )
+        return (" In this step, " + "; ".join(parts) + ".") if parts else ""
+
     def _exploding_remedy(self):
+        model = self.model
         try:
-            rate = f" (now {float(self.model.optimizer.learning_rate):.2g})"
+            _backend.get("GradientMonitor").sync(model)
+            rate = f" (now {float(model.optimizer.learning_rate):.2g})"
         except (TypeError, ValueError, AttributeError):
             rate = ""
-        return (
-            f"Remedy: lower the learning rate{rate}, e.g. 10 times, or clip "
-            "gradients with the optimizer's `clipnorm=1.0`."
+        suggested = self.suggested_clipnorm
+        threshold = (
+            f" at about {suggested:.3g}, the {_CLIP_PERCENTILE}th percentile of "
+            "the norms measured"
+            if suggested
+            else " with the optimizer's `global_clipnorm` near the 90th "
+            "percentile of the gradient norms (`grad_norm/global`)"
         )
+        return (
+            "Remedies, in the order of the deep learning tuning playbook: "
+            "1) learning-rate warm-up (a schedule ramping the rate up from "
+            "0 over the first steps); 2) gradient clipping"
+            f"{threshold}; 3) another optimizer (Adam handles some "
+            "instabilities momentum does not); 4) residual connections and "
+            "normalisation (BatchNormalization or LayerNormalization); "
+            f"5) as a last resort, a lower learning rate{rate}."
+        )
+
+    def _update_verdict(self, ratios, kind):
+        if kind == "stalled":
+            limit, argument = self.min_update_ratio, "min_update_ratio"
+            flagged = [
+                (layer, r) for layer, r in zip(self._layers, ratios) if r < limit
+            ]
+        else:
+            limit, argument = self.max_update_ratio, "max_update_ratio"
+            flagged = [
+                (layer, r) for layer, r in zip(self._layers, ratios) if r > limit
+            ]
+        if not flagged:
+            return [], None
+        listed = ", ".join(f"{layer} ({ratio:.1e})" for layer, ratio in flagged)
+        if kind == "stalled":
+            remedy = (
+                "These layers have effectively stopped learning: their "
+                "updates are far below the healthy order of 1e-3 of the "
+                "weights. If their gradients vanish, see the vanishing "
+                "remedies; otherwise raise the learning rate (or use Adam)."
+            )
+        else:
+            remedy = (
+                "Each step rewrites a large part of these layers, so little "
+                "of what they learn is kept (healthy: about 1e-3). Lower the "
+                "learning rate, or add a warm-up."
+            )
+        message = (
+            f"GradientMonitor: {kind} layers {self._where()}: update-to-"
+            f"weight ratio {'below' if kind == 'stalled' else 'above'} "
+            f"{argument}={limit:g}: {listed}. {remedy}"
+        )
+        return [layer for layer, _ in flagged], message
+
+    def _write_histograms(self, gradients):
+        if self._writer is None or not len(gradients):
+            return
+        import tensorflow as tf
+
+        with self._writer.as_default():
+            for layer, gradient in zip(self._layers, gradients):
+                if gradient is None:
+                    continue
+                tf.summary.histogram(f"gradients/{layer}", gradient, step=self._step)
+        self._writer.flush()
 
     def plot(self, path):
         """Writes a PNG of the measurements since the latest `fit()` began.
@@ -410,11 +748,46 @@ class GradientMonitor(ProbeMonitor):
         config.update(
             vanishing_ratio=self.vanishing_ratio,
             exploding_factor=self.exploding_factor,
+            min_update_ratio=self.min_update_ratio,
+            max_update_ratio=self.max_update_ratio,
             include_biases=self.include_biases,
             on_vanishing=self.on_vanishing,
             on_exploding=self.on_exploding,
+            on_stalled=self.on_stalled,
+            on_thrashing=self.on_thrashing,
+            histogram_dir=self.histogram_dir,
         )
         return config
+
+
+def _clipping(optimizer):
+    """Which norm clipping the optimizer does, or None."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    for argument in ("clipnorm", "global_clipnorm"):
+        threshold = getattr(optimizer, argument, None)
+        if threshold:
+            return {
+                "argument": argument,
+                "threshold": float(threshold),
+                "observed": [],
+                "measured": 0,
+                "clipped": 0,
+            }
+    return None
+
+
+def _histogram_writer(directory):
+    if directory is None:
+        return None
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        raise ImportError(
+            "GradientMonitor(histogram_dir=...) writes TensorBoard histograms "
+            "with tf.summary and needs TensorFlow installed; it is not. "
+            f"Received histogram_dir={directory!r}"
+        ) from error
+    return tf.summary.create_file_writer(str(directory))
 
 
 def _entry_name(model, variable):

@@ -5,7 +5,8 @@ import collections
 import keras
 import numpy as np
 
-from callbacks._backend import require_supported_backend
+from callbacks import _backend
+from callbacks import _train_step_capture
 
 # Task knowledge: loss function name -> (family, loss class, activation of
 # the output that goes with it). Families drive the rules below.
@@ -343,16 +344,23 @@ class OutputLossCheck(keras.callbacks.Callback):
     mismatch such as a softmax over one unit, a softmax with binary
     cross-entropy or a linear output with `from_logits=False` stops training
     with an `OutputLossMismatchError` naming the fix, before any weight
-    changes. Keras callbacks do not see the training data: to also check
-    the labels against the loss (sparse versus one-hot), pass a sample of
-    the training labels as `y`. To check without training, call
-    `check_output_loss(model, y)`.
+    changes. It also checks the labels against the loss (sparse versus
+    one-hot, class ids against the output units): the labels `y` given, or
+    else the labels of the first batch `fit()` feeds the model, whatever
+    feeds it (arrays, a `tf.data.Dataset`, a generator, a
+    `keras.utils.PyDataset`). That batch is seen before its step runs (the
+    train function's first call is run by a thin wrapper, see
+    `callbacks/_train_step_capture.py`), so a mismatch still stops training
+    before any weight changes; on TensorFlow that first call runs Keras's
+    per-batch path. To check without training, call
+    `check_output_loss(model, y)`. Works on the TensorFlow, JAX and PyTorch
+    backends.
 
     Args:
         y: optional sample of the training labels (array-like; a dict by
             output name or a list per output for multi-output models), used
             for the label checks. A few hundred rows suffice. Defaults to
-            `None` (no label checks).
+            `None`: the labels of the first training batch.
 
     Example:
 
@@ -362,7 +370,7 @@ class OutputLossCheck(keras.callbacks.Callback):
     >>> head = keras.layers.Dense(3, activation="softmax", name="head")
     >>> model = keras.Sequential([keras.Input((4,)), head])
     >>> model.compile(loss="categorical_crossentropy")
-    >>> model.fit(x, y, callbacks=[OutputLossCheck(y=y)], verbose=0)
+    >>> model.fit(x, y, callbacks=[OutputLossCheck()], verbose=0)
     ... # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -373,7 +381,7 @@ shape (32,) are class ids, but ...
 
     def __init__(self, y=None):
         super().__init__()
-        require_supported_backend("OutputLossCheck")
+        _backend.require_supported_backend("OutputLossCheck")
         is_labels = isinstance(y, (dict, list, tuple)) or hasattr(y, "shape")
         if not (y is None or is_labels):
             raise ValueError(
@@ -385,6 +393,18 @@ shape (32,) are class ids, but ...
 
     def on_train_begin(self, logs=None):
         check_output_loss(self.model, self.y)
+        if self.y is None:
+            hub = _train_step_capture.register(self, "OutputLossCheck")
+            hub.peek(self._check_batch)
+
+    def _check_batch(self, batch):
+        _, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        if y is not None:
+            to_numpy = _backend.get("OutputLossCheck").to_numpy
+            check_output_loss(self.model, keras.tree.map_structure(to_numpy, y))
+
+    def on_train_end(self, logs=None):
+        _train_step_capture.unregister(self)
 
     def get_config(self):
         return {"y": _to_python(self.y)}

@@ -1,0 +1,70 @@
+"""TensorFlow backend functions of the callbacks (see `callbacks._backend`)."""
+
+import contextlib
+import itertools
+
+import tensorflow as tf
+import numpy as np
+
+from callbacks import _backend
+
+
+def make_train_function(model, step):
+    """Builds a train function from `step` exactly as Keras builds its own."""
+    return _backend.built_by_keras(model, step)
+
+
+def around_train_step(model, train_step, around):
+    del model
+
+    def step(data):
+        return around(data, lambda: train_step(data), None)
+
+    return step
+
+
+def peek_batch(args):
+    (iterator,) = args
+    if isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
+        batch = iterator.get_next()
+    else:
+        iterator = iter(iterator)
+        batch = next(iterator)
+    # A Python iterator takes Keras's per-batch path for this one call.
+    return batch, (itertools.chain([batch], iterator),)
+
+
+def release(model, args):
+    del model, args
+
+
+def sync(model):
+    del model
+
+
+def loss_and_gradients(model, variables):
+    metric_variables = list(model.metrics_variables)
+
+    # No AutoGraph: plain Python control flow, traced once.
+    @tf.function(autograph=False)
+    def compute(x, y):
+        # compute_loss updates the compiled loss trackers: put them back so
+        # that the measurement leaves the reported metrics untouched.
+        saved = [tf.identity(v.value) for v in metric_variables]
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=False)
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+        gradients = tape.gradient(loss, [v.value for v in variables])
+        for variable, value in zip(metric_variables, saved):
+            variable.assign(value)
+        return loss, gradients
+
+    return compute
+
+
+def inference():
+    return contextlib.nullcontext()
+
+
+def to_numpy(tensor):
+    return np.asarray(tensor)

@@ -1,0 +1,206 @@
+"""Sees the batches and gradients of `fit()` without overriding `train_step`.
+
+In Keras 3, `fit()` builds `model.train_function` before it calls the
+callbacks' `on_train_begin`, and then calls `model.train_function(...)` once
+per step (once per `steps_per_execution` batches). While a callback of this
+package is registered here, the model's train function is a small Python
+dispatcher which, for the call a callback asked about:
+
+- hands the call's first batch to the callbacks that asked to see it
+  (`peek`), before the step runs;
+- runs a *measuring* train function instead of the model's own (`request`).
+  Keras builds it, as it builds its own, from the model's `train_step`
+  wrapped so that, while it runs (traced once on TensorFlow and JAX, every
+  call on PyTorch), the optimizer's `apply` is replaced by a wrapper that
+  keeps the gradients it receives (before clipping) and the weights before
+  and after the update, and every leaf layer's `call` keeps its output (on
+  JAX, whose traced gradient computation cannot let them out, from a second
+  forward pass of the batch on the same weights). The
+  callbacks turn these into a few tensors, returned in the step's logs
+  under a private key that the callback removes.
+
+Other calls run the model's own train function: the dispatcher costs one
+Python call per step. Each combination of measuring callbacks is compiled
+once per `fit()`, at its first use.
+"""
+
+import contextlib
+
+import keras
+
+from callbacks import _backend
+
+_HUBS = {}
+
+
+def register(callback, name):
+    """Attaches `callback` to the dispatcher of its model (created if needed).
+
+    Call from `on_train_begin`. Returns the dispatcher (`_Hub`).
+    """
+    model = callback.model
+    hub = _HUBS.get(id(model))
+    if hub is None or hub.model is not model or model.train_function is not hub.function:
+        hub = _Hub(model, _backend.get(name))
+        _HUBS[id(model)] = hub
+    if callback not in hub.callbacks:
+        hub.callbacks.append(callback)
+    return hub
+
+
+def unregister(callback):
+    """Detaches `callback`; the last one out gives the model its function back."""
+    model = callback.model
+    hub = _HUBS.get(id(model))
+    if hub is None or callback not in hub.callbacks:
+        return
+    hub.callbacks.remove(callback)
+    hub.requested = [c for c in hub.requested if c is not callback]
+    if not hub.callbacks:
+        if model.train_function is hub.function:
+            model.train_function = hub.original
+        del _HUBS[id(model)]
+
+
+class _Hub:
+    def __init__(self, model, backend):
+        if model.train_function is None:
+            model.make_train_function()
+        self.model = model
+        self.backend = backend
+        self.original = model.train_function
+        self.callbacks = []
+        self.peekers = []
+        self.requested = []
+        self.measuring = {}
+        self.function = self._dispatch
+        model.train_function = self.function
+
+    def peek(self, receive):
+        """Calls `receive(batch)` with the next call's first batch, once.
+
+        The batch is the nest of tensors the train step receives (`(x, y)` or
+        `(x, y, sample_weight)`); `receive` runs before the step, and an
+        exception it raises stops `fit()` before the step changes anything.
+        """
+        self.peekers.append(receive)
+
+    def request(self, callback):
+        """Runs the next call with `callback`'s measurement in its logs."""
+        if callback not in self.requested:
+            self.requested.append(callback)
+
+    def _dispatch(self, *args):
+        function = self.original
+        if self.requested:
+            measured = tuple(self.requested)
+            self.requested = []
+            if measured not in self.measuring:
+                self.measuring[measured] = self._build(measured)
+            function = self.measuring[measured]
+        if self.peekers:
+            peekers, self.peekers = self.peekers, []
+            try:
+                batch, args = self.backend.peek_batch(args)
+                for receive in peekers:
+                    receive(batch)
+            except BaseException:
+                self.backend.release(self.model, args)
+                raise
+        return function(*args)
+
+    def _build(self, callbacks):
+        model = self.model
+        backend = self.backend
+
+        def around(data, run, forward):
+            applied = {}
+            outputs = {}
+            if forward is None:
+                with _capturing_apply(model.optimizer, applied), _capturing_outputs(
+                    model, outputs
+                ):
+                    logs = run()
+            else:
+                with _capturing_apply(model.optimizer, applied):
+                    logs = run()
+                x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+                with _capturing_outputs(model, outputs):
+                    forward(x)
+            logs = dict(logs)
+            with backend.inference():
+                for callback in callbacks:
+                    logs[callback.capture_key] = callback.in_step(
+                        data, applied, outputs
+                    )
+            return logs
+
+        step = backend.around_train_step(model, model.train_step, around)
+        return backend.make_train_function(model, step)
+
+
+@contextlib.contextmanager
+def _capturing_apply(optimizer, applied):
+    """Wraps `optimizer.apply` to keep what it receives and what it changes.
+
+    Keeps, in `applied`: `variables` (the trainable variables updated),
+    `gradients` (as received, divided by the optimizer's own loss scale:
+    before clipping), `before` and `after` (the variables' values around the
+    update). A `LossScaleOptimizer` unscales the gradients before its inner
+    optimizer's `apply`, which is the one wrapped.
+    """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    original = optimizer.apply
+
+    def apply(grads, trainable_variables=None):
+        if trainable_variables is None:
+            variables = list(optimizer._trainable_variables)
+        else:
+            variables = list(trainable_variables)
+        scale = optimizer.loss_scale_factor
+        applied["variables"] = variables
+        applied["gradients"] = [
+            g if g is None or scale is None else g / scale for g in grads
+        ]
+        applied["before"] = [keras.ops.copy(v.value) for v in variables]
+        result = original(grads, trainable_variables)
+        applied["after"] = [v.value for v in variables]
+        return result
+
+    optimizer.__dict__["apply"] = apply
+    try:
+        yield
+    finally:
+        del optimizer.__dict__["apply"]
+
+
+@contextlib.contextmanager
+def _capturing_outputs(model, outputs):
+    """Wraps every leaf layer's `call` to keep its output in `outputs`.
+
+    `outputs` maps layer names to outputs in the order the layers were first
+    called; a later call of a layer replaces its output (building a
+    subclassed model calls its layers on placeholders first).
+    """
+    leaves = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if not layer._flatten_layers(include_self=False, recursive=False)
+        and not isinstance(layer, keras.layers.InputLayer)
+    ]
+
+    def recording(layer, call):
+        def record(*args, **kwargs):
+            output = call(*args, **kwargs)
+            outputs[layer.name] = output
+            return output
+
+        return record
+
+    for layer in leaves:
+        layer.__dict__["call"] = recording(layer, layer.call)
+    try:
+        yield
+    finally:
+        for layer in leaves:
+            del layer.__dict__["call"]
