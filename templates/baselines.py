@@ -23,7 +23,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from templates import preprocessing
 from templates.data import load_bundled
-from templates.recipe import prepare, train
+from templates.model import template_module
+from templates.recipe import prepare
 from templates.tasks import get_task
 from templates.training import TrainingConfig
 
@@ -50,7 +51,7 @@ def _prediction(model, rows, spec):
     if not hasattr(model, "predict_proba"):
         return model.predict(rows)
     probabilities = model.predict_proba(rows)
-    return probabilities[:, 1] if spec.output_units == 1 else probabilities
+    return probabilities[:, 1] if spec.output_activation == "sigmoid" else probabilities
 
 
 def baseline_scores(task, frame, targets, split):
@@ -116,6 +117,7 @@ def template_against_linear(task, seed):
     """
     spec = get_task(task)
     features, target = load_bundled(spec.default_dataset)
-    config = TrainingConfig(seed=seed)
-    run = train(task, features, target, config=config, verbose=0)
+    template = template_module(task)
+    config = template.SETTINGS.replace(seed=seed)
+    run = template.train(features, target, config=config, verbose=0)
     return run.metrics["test"][spec.score_metric], linear_score(task, features, target, config=config)

@@ -1,11 +1,12 @@
-"""The command line shared by the three templates.
+"""The command line of the templates: options, data loading, results printed.
 
 Bad input ends the program with one line, `error: <what was wrong>`, on
 stderr and exit status 2, before anything is trained or written.
 
 Example:
 
->>> run_template("multiclass", ["--epochs", "2", "--output", "wine-run", "--quiet"])
+>>> from templates import multiclass
+>>> multiclass.main(["--epochs", "2", "--output", "wine-run", "--quiet"])
 ... # doctest: +ELLIPSIS
 best epoch: ...
 test: accuracy=...
@@ -15,12 +16,11 @@ saved: wine-run
 
 import argparse
 import functools
+import importlib
 import sys
 
 from templates import artifacts, data
 from templates.errors import TemplateError
-from templates.model import ACTIVATION_INITIALIZERS, OPTIMIZERS
-from templates.recipe import train
 from templates.tasks import get_task
 from templates.training import GD_MODES, TrainingConfig
 
@@ -66,38 +66,64 @@ def add_data_arguments(parser):
     parser.add_argument("--positive-class", help="binary only: the label to treat as positive")
 
 
-def template_parser(task):
+def template_parser(task, settings=TrainingConfig(), prog=None):
+    """The parser of a template's options; `settings` gives the run settings' defaults.
+
+    The model's options (`--hidden`, `--activation`, `--learning-rate`, ...)
+    default to `None`: the template's own hyperparameter defaults.
+    """
     spec = get_task(task)
-    defaults = TrainingConfig()
     parser = ArgumentParser(
-        prog=f"python -m templates.{task}",
+        prog=prog or f"python -m templates.{task}",
         description=f"Train the {task} template. Without --csv it trains on "
         f"scikit-learn's bundled '{spec.default_dataset}' data set.",
     )
     add_data_arguments(parser)
-    parser.add_argument("--hidden", type=parse_hidden, default=defaults.hidden,
-                        help="hidden layer sizes (default: 64,64)")
-    parser.add_argument("--activation", choices=list(ACTIVATION_INITIALIZERS), default=defaults.activation)
-    parser.add_argument("--dropout", type=float, default=defaults.dropout)
-    parser.add_argument("--l2", type=float, default=defaults.l2)
-    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default=defaults.optimizer)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--gd", choices=list(GD_MODES), default=defaults.gd,
+    model = parser.add_argument_group("model (default: the template's hyperparameter defaults)")
+    model.add_argument("--hidden", type=parse_hidden,
+                       help="hidden layer sizes, one width, e.g. 64,64 (depth and width)")
+    model.add_argument("--activation", help="hidden activation, e.g. relu, tanh")
+    model.add_argument("--dropout", type=float)
+    model.add_argument("--l2", type=float)
+    model.add_argument("--optimizer", help="e.g. adam, sgd, momentum, rmsprop")
+    model.add_argument("--learning-rate", type=float)
+    model.add_argument("--batch-size", type=int)
+    parser.add_argument("--gd", choices=list(GD_MODES), default=settings.gd,
                         help="batch: whole training set per step; stochastic: one "
                         "row per step; minibatch (default): --batch-size rows")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs,
-                        help="upper bound; early stopping on validation loss ends sooner")
-    parser.add_argument("--patience", type=int, default=defaults.patience)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--epochs", type=int, default=settings.epochs,
+                        help=f"upper bound; early stopping ends sooner (default: {settings.epochs})")
+    parser.add_argument("--patience", type=int, default=settings.patience,
+                        help=f"epochs without improvement before stopping (default: {settings.patience})")
+    parser.add_argument("--seed", type=int, default=settings.seed)
     parser.add_argument("--output", help="results folder (default: a new folder under runs/)")
     parser.add_argument("--overwrite", action="store_true", help="allow writing into an existing --output")
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser
 
 
-def load_data(args, default_dataset):
+def parse_arguments(task, argv=None, settings=TrainingConfig()):
+    """Parses a template's command line and checks its --output folder.
+
+    Args:
+        task: str, the template's task.
+        argv: list of str (default: `sys.argv[1:]`).
+        settings: `TrainingConfig`, the template's settings (the defaults).
+
+    Returns:
+        The `argparse.Namespace`, with `output` set to a new folder under
+        `runs/` when not given.
+    """
+    args = template_parser(task, settings).parse_args(argv)
+    args.output = args.output or artifacts.default_output_dir(task)
+    artifacts.check_output_dir(args.output, args.overwrite)
+    args.settings = settings
+    return args
+
+
+def load_data(args, task):
     """Returns `(features, target, test_features, test_target)` from the arguments."""
+    default_dataset = get_task(task).default_dataset
     if args.csv is None:
         if args.target or args.test_csv:
             raise TemplateError("--target and --test-csv need --csv FILE, the training data.")
@@ -117,7 +143,8 @@ def load_data(args, default_dataset):
 
 
 def config_from_args(args):
-    return TrainingConfig(
+    """The `TrainingConfig` of the parsed arguments (on the template's settings)."""
+    return args.settings.replace(
         hidden=args.hidden, activation=args.activation, dropout=args.dropout, l2=args.l2,
         optimizer=args.optimizer, learning_rate=args.learning_rate, gd=args.gd,
         batch_size=args.batch_size, epochs=args.epochs, patience=args.patience,
@@ -129,31 +156,20 @@ def format_metrics(metrics):
     return " ".join(f"{name}={value:.4f}" for name, value in metrics.items())
 
 
-@exits_cleanly_on_bad_input
-def run_template(task, argv=None):
-    """Runs a template from the command line: data, training, evaluation, saving.
-
-    Args:
-        task: str, `regression`, `binary` or `multiclass`.
-        argv: list of str, the arguments (default: `sys.argv[1:]`).
-
-    Returns:
-        int, the exit status: 0, or 2 for bad input.
-    """
-    spec = get_task(task)
-    args = template_parser(task).parse_args(argv)
-    output_dir = args.output or artifacts.default_output_dir(task)
-    artifacts.check_output_dir(output_dir, args.overwrite)
-    features, target, test_features, test_target = load_data(args, spec.default_dataset)
-    run = train(
-        task, features, target, test_features=test_features, test_target=test_target,
-        config=config_from_args(args), verbose=0 if args.quiet else 2,
-    )
-    artifacts.save_run(run, output_dir, spec.curve_metric, overwrite=args.overwrite)
+def print_results(run, output_dir):
+    """Prints the lines a person wants at the end of a run."""
     if run.metrics["positive_class"] is not None:
         print(f"positive class: {run.metrics['positive_class']}")
     print(f"best epoch: {run.metrics['best_epoch']} of {run.metrics['epochs_run']}")
     print(f"validation: {format_metrics(run.metrics['validation'])}")
     print(f"test: {format_metrics(run.metrics['test'])}")
     print(f"saved: {output_dir}")
-    return 0
+
+
+def run_template(task, argv=None):
+    """Runs the bundled template of `task` (`templates.<task>.main`).
+
+    Returns:
+        int, the exit status: 0, or 2 for bad input.
+    """
+    return importlib.import_module(f"templates.{get_task(task).name}").main(argv)

@@ -27,8 +27,10 @@ class DataLoss(keras.metrics.Mean):
     """Mean of a Keras loss over the rows seen, times the compiled loss weight.
 
     Args:
-        loss: str, the loss name given to `compile`, e.g.
-            `"binary_crossentropy"`.
+        loss: the loss given to `compile`: a `keras.losses.Loss` (e.g.
+            `keras.losses.BinaryCrossentropy(from_logits=True)`), the
+            snake-case name of one (e.g. `"binary_crossentropy"`), or a
+            function returning one value per row.
         weight: float, the `loss_weights` given to `compile`. Defaults to `1.0`.
         name: str, the metric's name (`val_` is prefixed on validation).
             Defaults to `"data_loss"`.
@@ -57,11 +59,24 @@ class DataLoss(keras.metrics.Mean):
                                     sample_weight=sample_weight)
 
     def get_config(self):
-        return {"loss": self.loss, "weight": self.weight, "name": self.name, "dtype": self.dtype}
+        loss = self.loss if isinstance(self.loss, str) else keras.losses.serialize(self.loss)
+        return {"loss": loss, "weight": self.weight, "name": self.name, "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config):
+        loss = config["loss"]
+        if isinstance(loss, dict):
+            loss = keras.losses.deserialize(loss)
+        return cls(**{**config, "loss": loss})
 
 
-def _per_row_loss(name):
-    """The Keras loss class called `name` in snake case, one value per row."""
+def _per_row_loss(loss):
+    """`loss` as a function giving one value per row."""
+    if isinstance(loss, keras.losses.Loss):
+        return loss.__class__.from_config({**loss.get_config(), "reduction": None})
+    if not isinstance(loss, str):
+        return loss
+    name = loss
     try:
         class_name = "".join(part.title() for part in name.split("_"))
         return keras.losses.get({"class_name": class_name, "config": {"reduction": None}})

@@ -1,10 +1,11 @@
 """One model that averages the outputs of several template models.
 
-The members are template models (`templates.model.build_model`) trained on
-the same rows, so they take the same raw columns and give the same kind of
-output: probabilities (sigmoid, softmax) or values in target units. Their
-mean is the same kind of output, and the ensemble saves, loads and predicts
-like a single template model (`templates.predict`).
+The members are template models (built by a template's `build_model`)
+trained on the same rows, so they take the same raw columns and give the
+same kind of output: probabilities (sigmoid, softmax), logits, or values in
+target units. Their mean is the same kind of output, and the ensemble saves,
+loads and predicts like a single template model (`templates.predict`): the
+first member's `templates.layers.ModelInfo` describes it.
 
 Example:
 
@@ -14,14 +15,14 @@ Example:
 >>> frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
 >>> labels = encode_binary_labels([0, 0, 1, 1])
 >>> ensemble = average_models([build_model("binary", frame, labels, hidden=(8,)) for _ in range(2)])
->>> len(ensemble_members(ensemble)), output_head(ensemble).activation.__name__
-(2, 'sigmoid')
+>>> len(ensemble_members(ensemble))
+2
 """
 
 import keras
 
 from templates.errors import TemplateError
-from templates.preprocessing import model_input_kinds, raw_column_keys
+from templates.preprocessing import model_input_kinds
 
 AVERAGE_LAYER = "average_of_members"
 
@@ -55,8 +56,7 @@ def average_models(models, name="ensemble"):
     for index, model in enumerate(models):
         model.name = f"member_{index}"
     outputs = keras.layers.Average(name=AVERAGE_LAYER)([model(inputs) for model in models])
-    with raw_column_keys():
-        return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def ensemble_members(model):
@@ -64,13 +64,3 @@ def ensemble_members(model):
     if AVERAGE_LAYER not in [layer.name for layer in model.layers]:
         return [model]
     return [layer for layer in model.layers if isinstance(layer, keras.Model)]
-
-
-def output_head(model):
-    """Returns the output layer (`templates.layers.LabeledDense`) of a template model or ensemble.
-
-    An ensemble's members share their task and class names, so the first
-    member's head describes the ensemble's output.
-    """
-    return ensemble_members(model)[0].layers[-1]
-

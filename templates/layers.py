@@ -1,9 +1,9 @@
 """The small layers the templates add to Keras, all serializable.
 
 `ReplaceNaN` fills missing numeric values inside the model, so a saved model
-predicts from raw rows with gaps. `ColumnNames` and `LabeledDense` carry names
+predicts from raw rows with gaps. `ColumnNames` and `ModelInfo` carry names
 inside the `.keras` file: which raw columns feed the numeric input, and the
-class names of the output.
+task, class names and kind of output of the model.
 
 Example:
 
@@ -71,44 +71,38 @@ class ColumnNames(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_templates")
-class LabeledDense(keras.layers.Dense):
-    """A `Dense` output layer that knows its class names and target units.
+class ModelInfo(keras.layers.Layer):
+    """Passes its input through unchanged and records what the model is for.
 
-    The output is `offset + scale * activation(x @ kernel + bias)`. For
-    regression, `offset` and `scale` are the training target's mean and
-    standard deviation: the weights learn a unit-scale target, the model
-    predicts in the target's own units. With the defaults (0 and 1) it is a
-    plain `Dense` layer.
+    The kit puts it in every template model (after the preprocessing), so a
+    saved model says its task, its class names and whether its output is
+    logits; `templates.predict` reads them instead of guessing from the
+    last layer, which a user may have edited.
 
     Args:
-        units: int, output units.
-        class_names: list of str, one name per class (for a one-unit sigmoid
-            output: `[negative, positive]`); empty for regression.
-        offset: float, added to the output. Defaults to `0.0`.
-        scale: float, multiplies the output. Defaults to `1.0`.
-        **kwargs: the arguments of `keras.layers.Dense`.
+        task: str, a key of `templates.tasks.TASKS`.
+        class_names: list of str, one name per class (binary:
+            `[negative, positive]`); empty for regression.
+        from_logits: bool, whether the model outputs logits, to which
+            predictions apply the task's output activation. Defaults to
+            `False`.
 
     Example:
 
-    >>> head = LabeledDense(3, activation="softmax", class_names=["a", "b", "c"])
-    >>> head.get_config()["class_names"]
-    ['a', 'b', 'c']
+    >>> info = ModelInfo("binary", ["no", "yes"])
+    >>> info.get_config()["class_names"], info.from_logits
+    (['no', 'yes'], False)
     """
 
-    def __init__(self, units, class_names=(), offset=0.0, scale=1.0, **kwargs):
-        super().__init__(units, **kwargs)
+    def __init__(self, task, class_names=(), from_logits=False, **kwargs):
+        super().__init__(**kwargs)
+        self.task = str(task)
         self.class_names = [str(name) for name in class_names]
-        self.offset = float(offset)
-        self.scale = float(scale)
+        self.from_logits = bool(from_logits)
 
-    def call(self, inputs, training=None):
-        outputs = super().call(inputs, training=training)
-        if (self.offset, self.scale) == (0.0, 1.0):
-            # Return the activation's own output: tools that look for the
-            # model's output activation (monitors, checks) then find it.
-            return outputs
-        return self.offset + self.scale * outputs
+    def call(self, inputs):
+        return inputs
 
     def get_config(self):
-        return {**super().get_config(), "class_names": self.class_names,
-                "offset": self.offset, "scale": self.scale}
+        return {**super().get_config(), "task": self.task, "class_names": self.class_names,
+                "from_logits": self.from_logits}

@@ -1,4 +1,9 @@
-"""The network: hidden layers, the task's output head, optimizer, compile.
+"""A template's model from Python, without training: `build_model(task, rows, labels, ...)`.
+
+The network itself is written in each template (`templates.binary.build_model`
+and so on); this builds the bundled template's model for `task` on given
+rows, with some hyperparameters fixed, for tools and tests that need a
+template model without a training run.
 
 Example:
 
@@ -6,148 +11,82 @@ Example:
 >>> from templates.labels import encode_binary_labels
 >>> frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
 >>> model = build_model("binary", frame, encode_binary_labels([0, 0, 1, 1]), hidden=(8,))
->>> model.layers[-1].activation.__name__, model.loss
+>>> model.get_layer("output").activation.__name__, model.loss.name
 ('sigmoid', 'binary_crossentropy')
 """
 
-import keras
+import importlib
+import importlib.util
+import os
 
-from templates.data_loss import DataLoss
+import numpy as np
+
+from templates import data
 from templates.errors import TemplateError
-from templates.layers import LabeledDense
-from templates.preprocessing import build_preprocessing, raw_column_keys
+from templates.recipe import FixedHyperParameters, TemplateData
 from templates.tasks import get_task
-
-# Glorot keeps the variance of sigmoid/tanh layers steady; He does it for the
-# ReLU family, whose negative half is (nearly) zero.
-ACTIVATION_INITIALIZERS = {
-    "sigmoid": "glorot_uniform",
-    "tanh": "glorot_uniform",
-    "relu": "he_normal",
-    "leaky_relu": "he_normal",
-}
-
-OPTIMIZERS = {
-    "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate),
-    "momentum": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
-    "rmsprop": lambda learning_rate: keras.optimizers.RMSprop(learning_rate),
-    "adam": lambda learning_rate: keras.optimizers.Adam(learning_rate),
-}
-
-# Runs this many training steps per call into the compiled graph instead of
-# one: with small tabular models, Python overhead otherwise dominates.
-STEPS_PER_EXECUTION = 32
+from templates.training import TrainingConfig
 
 
-def _choice(kind, value, table):
-    if value not in table:
-        raise TemplateError(f"Unknown {kind} '{value}'; expected one of: {', '.join(table)}.")
-    return table[value]
+def template_module(task):
+    """The bundled template of `task`, e.g. `templates.binary`."""
+    return importlib.import_module(f"templates.{get_task(task).name}")
 
 
-def make_optimizer(name, learning_rate):
-    """Returns the optimizer called `name` at `learning_rate`.
+def load_template(path):
+    """Imports a template file, e.g. an edited copy of `templates/binary.py`.
 
     Args:
-        name: str, one of `sgd`, `momentum` (SGD with momentum 0.9),
-            `rmsprop`, `adam`.
-        learning_rate: float > 0, the step size in `w <- w - lr * grad`.
+        path: str, the `.py` file.
 
-    Example:
+    Returns:
+        The module: it holds `TASK`, `build_model(hp, data)` and
+        `fit_model(hp, model, data, config, ...)`.
 
-    >>> make_optimizer("momentum", 0.01).momentum
-    0.9
+    Raises:
+        TemplateError: if the file is missing or is not a template.
     """
-    check_optimizer(name, learning_rate)
-    return OPTIMIZERS[name](float(learning_rate))
-
-
-def check_optimizer(name, learning_rate):
-    """Validates an optimizer name and learning rate without building anything."""
-    _choice("optimizer", name, OPTIMIZERS)
-    if not learning_rate > 0:
-        raise TemplateError(f"Received learning_rate={learning_rate}; expected a number > 0.")
-
-
-def check_hyperparameters(hidden, activation, dropout, l2):
-    """Validates the architecture arguments of `build_model`."""
-    _choice("activation", activation, ACTIVATION_INITIALIZERS)
-    if any(int(units) != units or units < 1 for units in hidden):
+    if not os.path.isfile(path):
+        raise TemplateError(f"Template file '{path}' does not exist; expected a .py file.")
+    name = "template_" + "".join(c if c.isalnum() else "_" for c in os.path.splitext(
+        os.path.basename(path))[0])
+    spec = importlib.util.spec_from_file_location(name, os.path.abspath(path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    missing = [attribute for attribute in ("TASK", "build_model", "fit_model")
+               if not hasattr(module, attribute)]
+    if missing:
         raise TemplateError(
-            f"Received hidden={list(hidden)}; expected positive integers, e.g. 64,64."
+            f"Template file '{path}' lacks {', '.join(missing)}; expected a copy of a template "
+            "(templates/regression.py, binary.py or multiclass.py)."
         )
-    if not 0 <= dropout < 1:
-        raise TemplateError(f"Received dropout={dropout}; expected 0 <= dropout < 1.")
-    if not l2 >= 0:
-        raise TemplateError(f"Received l2={l2}; expected a number >= 0.")
+    get_task(module.TASK)
+    return module
 
 
-def build_model(task, train_features, labels, *, hidden=(64, 64), activation="relu",
-                dropout=0.0, l2=0.0, optimizer="adam", learning_rate=1e-3,
-                steps_per_execution=STEPS_PER_EXECUTION, data_loss=False):
-    """Builds and compiles a model that takes raw columns.
+def build_model(task, train_features, labels, *, template=None, **values):
+    """Builds and compiles a template's model on `train_features`.
 
     Args:
         task: str, a key of `templates.tasks.TASKS`.
-        train_features: DataFrame of the training split's feature columns
-            (preprocessing is adapted on it).
-        labels: `templates.labels.Labels` of the training split (class names
-            and whether labels are one-hot).
-        hidden: sequence of int, units of each hidden layer. Defaults to
-            `(64, 64)`.
-        activation: str, `sigmoid`, `tanh`, `relu` or `leaky_relu`; the
-            matching initializer is chosen for you. Defaults to `"relu"`.
-        dropout: float, dropout rate after each hidden layer. Defaults to `0`.
-        l2: float, L2 penalty on the hidden kernels. Defaults to `0`.
-        optimizer: str, `sgd`, `momentum`, `rmsprop` or `adam`. Defaults to
-            `"adam"`.
-        learning_rate: float. Defaults to `1e-3`.
-        steps_per_execution: int, training steps per graph call. Defaults to
-            `STEPS_PER_EXECUTION`.
-        data_loss: bool, whether to also watch `data_loss`, the loss without
-            the L2 penalty (`templates.data_loss.DataLoss`), by which models
-            with different `l2` compare fairly. Defaults to `False`.
+        train_features: DataFrame of the training rows' raw columns (the
+            preprocessing adapts on them).
+        labels: `templates.labels.Labels` of those rows.
+        template: the template module; defaults to the task's bundled one.
+        **values: `hidden` and the other model fields of `TrainingConfig`
+            (`activation`, `dropout`, `l2`, `optimizer`, `learning_rate`),
+            or hyperparameters by name (`depth`, `width`, ...); the rest keep
+            the template's defaults.
 
     Returns:
         A compiled `keras.Model` whose inputs are a dict keyed by column.
     """
-    spec = get_task(task)
-    check_hyperparameters(hidden, activation, dropout, l2)
-    inputs, x = build_preprocessing(train_features)
-    regularizer = keras.regularizers.L2(l2) if l2 else None
-    for depth, units in enumerate(hidden, start=1):
-        x = keras.layers.Dense(
-            int(units),
-            activation=activation,
-            kernel_initializer=ACTIVATION_INITIALIZERS[activation],
-            kernel_regularizer=regularizer,
-            name=f"hidden_{depth}",
-        )(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name=f"dropout_{depth}")(x)
-    offset, scale = spec.target_scaling(labels.values)
-    outputs = LabeledDense(
-        spec.units(len(labels.class_names)),
-        activation=spec.output_activation,
-        class_names=labels.class_names,
-        offset=offset,
-        scale=scale,
-        name="output",
-    )(x)
-    with raw_column_keys():
-        model = keras.Model(inputs, outputs, name=f"{task}_template")
-    loss = spec.loss_for(labels)
-    # With the output in target units, this weight makes the loss the one of
-    # a unit-scale target, so step sizes do not depend on those units.
-    loss_weight = 1.0 / scale**2
-    metrics = spec.train_metrics()
-    if data_loss:
-        metrics.append(DataLoss(loss, weight=loss_weight))
-    model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate),
-        loss=loss,
-        loss_weights=loss_weight,
-        metrics=metrics,
-        steps_per_execution=steps_per_execution,
-    )
-    return model
+    rows = np.arange(len(train_features))
+    prepared = TemplateData(get_task(task).name, data.as_frame(train_features), labels,
+                            data.Split(train=rows, validation=rows[:0], test=rows[:0]))
+    config_fields = {name: values.pop(name) for name in list(values)
+                     if name in TrainingConfig.__dataclass_fields__}
+    config = TrainingConfig(**config_fields)
+    config.check()
+    hp = FixedHyperParameters({**config.hyperparameter_values(), **values})
+    return (template or template_module(task)).build_model(hp, prepared)

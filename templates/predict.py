@@ -2,7 +2,9 @@
 
 The model is loaded with Keras' safe mode (no arbitrary code) and takes the
 raw columns it was trained on; extra columns, such as the target, are ignored.
-Classifiers write the class label and its probability.
+Classifiers write the class label and its probability. What the model is for
+(task, class names, whether it outputs logits) is read from the model's
+`templates.layers.ModelInfo`, never guessed from its last layer.
 
     python -m templates.predict --model runs/binary-1/model.keras \\
         --csv new_rows.csv --output predictions.csv
@@ -11,9 +13,8 @@ Example:
 
 >>> from templates import multiclass
 >>> from templates.data import load_bundled
->>> from templates.training import TrainingConfig
 >>> features, target = load_bundled("wine")
->>> run = multiclass.train(features, target, config=TrainingConfig(epochs=2), verbose=0)
+>>> run = multiclass.train(features, target, config=multiclass.SETTINGS.replace(epochs=2), verbose=0)
 >>> run.model.save("wine.keras")
 >>> predictions = predict_frame(load_model("wine.keras"), features.head(3))
 >>> list(predictions.columns), len(predictions)
@@ -26,13 +27,13 @@ import sys
 import keras
 import pandas as pd
 
-from templates import data, layers, preprocessing  # noqa: F401  (layers: registers custom layers)
+from templates import data, data_loss, layers, preprocessing  # noqa: F401  (registers custom objects)
 from templates.artifacts import replace_atomically
 from templates.cli import ArgumentParser, exits_cleanly_on_bad_input
-from templates.ensemble import ensemble_members, output_head
+from templates.ensemble import ensemble_members
 from templates.errors import TemplateError
-from templates.recipe import predict
-from templates.tasks import task_of_output
+from templates.recipe import model_info, predict
+from templates.tasks import get_task
 
 
 def load_model(path):
@@ -44,8 +45,7 @@ def load_model(path):
     if not os.path.isfile(path):
         raise TemplateError(f"Model file '{path}' does not exist; expected a .keras file.")
     try:
-        with preprocessing.raw_column_keys():
-            return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(path, safe_mode=True)
     except (ValueError, OSError) as error:
         raise TemplateError(
             f"Could not load '{path}' as a Keras model: {str(error).splitlines()[0]}"
@@ -67,9 +67,8 @@ def predict_frame(model, frame, source="the rows"):
     first_member = ensemble_members(model)[0]
     inputs = preprocessing.frame_to_inputs(frame, preprocessing.model_input_kinds(first_member),
                                            source)
-    head = output_head(model)
-    task = task_of_output(head.activation.__name__)
-    columns = task.decode_predictions(predict(model, inputs), getattr(head, "class_names", []))
+    info = model_info(model)
+    columns = get_task(info.task).decode_predictions(predict(model, inputs), info.class_names)
     return pd.DataFrame(columns)
 
 

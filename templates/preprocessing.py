@@ -15,7 +15,6 @@ Example:
 (['city', 'numeric_columns'], (None, 4))
 """
 
-import contextlib
 import warnings
 
 import keras
@@ -36,6 +35,11 @@ MISSING_TEXT = ""
 # The model input holding every numeric column, and the layer naming them.
 NUMERIC_INPUT = "numeric_columns"
 COLUMN_NAMES_LAYER = "numeric_column_names"
+
+# A template model's input dict is keyed by the raw column names, which may
+# differ from the inputs' names (see `_input_name`); Keras warns about that
+# when such a model is built or loaded.
+warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
 
 
 def column_kinds(frame):
@@ -102,18 +106,6 @@ def _input_name(column):
     # Keras names may not contain "/"; the model's input dict keeps the raw
     # column name as its key, so predictions still match columns by name.
     return column.replace("/", "_")
-
-
-@contextlib.contextmanager
-def raw_column_keys():
-    """Silences Keras' warning that an input's dict key differs from its name.
-
-    The keys are the raw column names on purpose (see `_input_name`); wrap
-    building or loading a template model in this context.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
-        yield
 
 
 def _text_column(column):

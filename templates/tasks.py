@@ -1,10 +1,12 @@
 """The task table: what each learning task needs from the model and the data.
 
-Everything that differs between regression, binary and multi-class
-classification lives in `TASKS`: the output layer, the loss, the metrics
-watched in training and reported on the test split, how labels are read, and
-the bundled data set. The rest of the kit looks the task up here instead of
-branching on its name.
+What differs between regression, binary and multi-class classification and
+is not edited per model lives in `TASKS`: how labels are read, the metrics
+reported on the test split, how predictions are decoded, the baselines and
+the bundled data set. The model itself (layers, output head, loss) is
+written in each template; the table names the output activation and loss
+the template pairs (a test keeps the two in agreement), which predictions
+of a logits head also apply.
 
 Example:
 
@@ -14,9 +16,8 @@ Example:
 """
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
-import keras
 import numpy as np
 from sklearn import ensemble, linear_model
 from sklearn import metrics as sk_metrics
@@ -31,14 +32,12 @@ class Task:
 
     Attributes:
         name: str, the task's name.
-        output_activation: str, the activation of the output layer.
-        output_units: int or None, units of the output layer; `None` means one
-            unit per class.
-        loss: str, the loss for labels given as one integer or number per row.
-        one_hot_loss: str or None, the loss for one-hot labels, where the task
-            accepts them.
-        train_metrics: callable returning the Keras metrics to watch in
-            training.
+        output_activation: str, the activation of the template's output
+            layer; applied to a logits head's outputs when predicting.
+        loss: str, the template's loss for labels given as one integer or
+            number per row.
+        one_hot_loss: str or None, the template's loss for one-hot labels,
+            where the task accepts them.
         curve_metric: str, the metric drawn beside the loss in `curves.png`.
         score_metric: str, the one test metric (higher is better) by which
             models of this task are compared.
@@ -52,10 +51,6 @@ class Task:
         decode_predictions: callable `fn(prediction, class_names)` returning
             a dict of output columns (`prediction`, and `probability` of the
             predicted class for classifiers).
-        target_scaling: callable `fn(train_values)` returning `(offset,
-            scale)`: the model learns `(y - offset) / scale` and its output
-            layer maps back, so the loss sees a unit-scale target whatever
-            the units of `y` (regression), or `(0, 1)` (classification).
         stratify: bool, whether splits keep the class proportions.
         default_dataset: str, the bundled data set the template trains on when
             given no data.
@@ -63,10 +58,8 @@ class Task:
 
     name: str
     output_activation: str
-    output_units: "int | None"
     loss: str
     one_hot_loss: "str | None"
-    train_metrics: Callable
     curve_metric: str
     score_metric: str
     linear_baseline: Callable
@@ -74,17 +67,8 @@ class Task:
     test_metrics: dict
     encode_labels: Callable
     decode_predictions: Callable
-    target_scaling: Callable
     stratify: bool
     default_dataset: str
-
-    def units(self, num_classes):
-        """Returns the number of output units for `num_classes` classes."""
-        return self.output_units or num_classes
-
-    def loss_for(self, encoded_labels):
-        """Returns the loss matching the shape of the encoded labels."""
-        return self.one_hot_loss if encoded_labels.one_hot else self.loss
 
 
 def _positive_probability(prediction):
@@ -127,10 +111,6 @@ def _auc(y_true, probability):
     return sk_metrics.roc_auc_score(y_true, probability)
 
 
-def _unscaled(values):
-    return 0.0, 1.0
-
-
 def _sparse_truth(y_true):
     y_true = np.asarray(y_true)
     return np.argmax(y_true, axis=-1) if y_true.ndim == 2 else y_true
@@ -140,10 +120,8 @@ TASKS = {
     "regression": Task(
         name="regression",
         output_activation="linear",
-        output_units=1,
         loss="mean_squared_error",
         one_hot_loss=None,
-        train_metrics=lambda: [keras.metrics.MeanAbsoluteError(name="mae")],
         curve_metric="mae",
         score_metric="r2",
         linear_baseline=lambda: linear_model.RidgeCV(alphas=np.logspace(-3, 3, 13)),
@@ -155,22 +133,14 @@ TASKS = {
         },
         encode_labels=labels.encode_regression_target,
         decode_predictions=_decode_value,
-        target_scaling=lambda values: (float(np.mean(values)), float(np.std(values)) or 1.0),
         stratify=False,
         default_dataset="diabetes",
     ),
     "binary": Task(
         name="binary",
         output_activation="sigmoid",
-        output_units=1,
         loss="binary_crossentropy",
         one_hot_loss=None,
-        train_metrics=lambda: [
-            keras.metrics.BinaryAccuracy(name="accuracy"),
-            keras.metrics.AUC(name="auc"),
-            keras.metrics.Precision(name="precision"),
-            keras.metrics.Recall(name="recall"),
-        ],
         curve_metric="accuracy",
         score_metric="accuracy",
         linear_baseline=lambda: linear_model.LogisticRegression(max_iter=5000),
@@ -187,17 +157,14 @@ TASKS = {
         },
         encode_labels=labels.encode_binary_labels,
         decode_predictions=_decode_binary,
-        target_scaling=_unscaled,
         stratify=True,
         default_dataset="breast_cancer",
     ),
     "multiclass": Task(
         name="multiclass",
         output_activation="softmax",
-        output_units=None,
         loss="sparse_categorical_crossentropy",
         one_hot_loss="categorical_crossentropy",
-        train_metrics=lambda: ["accuracy"],
         curve_metric="accuracy",
         score_metric="accuracy",
         linear_baseline=lambda: linear_model.LogisticRegression(max_iter=5000),
@@ -209,7 +176,6 @@ TASKS = {
         },
         encode_labels=labels.encode_class_labels,
         decode_predictions=_decode_classes,
-        target_scaling=_unscaled,
         stratify=True,
         default_dataset="wine",
     ),
@@ -235,20 +201,3 @@ def get_task(name):
             f"Unknown task '{name}'; expected one of: {', '.join(TASKS)}."
         )
     return TASKS[name]
-
-
-def task_of_output(activation_name):
-    """Returns the `Task` whose output layer uses `activation_name`.
-
-    Example:
-
-    >>> task_of_output("softmax").name
-    'multiclass'
-    """
-    for task in TASKS.values():
-        if task.output_activation == activation_name:
-            return task
-    raise TemplateError(
-        f"No task has an output activation '{activation_name}'; expected one of: "
-        f"{', '.join(task.output_activation for task in TASKS.values())}."
-    )

@@ -1,4 +1,4 @@
-"""Training settings and the fit loop: gradient-descent mode, early stopping, seeds.
+"""Training settings: gradient-descent mode, early stopping, seeds.
 
 Example:
 
@@ -25,48 +25,59 @@ GD_MODES = {
 }
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """Every setting of a template run, with the defaults the templates use.
+    """The settings of a template run that are not the model's hyperparameters.
+
+    The model's own settings (layers, activation, L2, optimizer, learning
+    rate, batch size) are hyperparameters, declared with their defaults in
+    the template's `build_model` and `fit_model`. The fields below left at
+    `None` keep those defaults; a value fixes that hyperparameter for the
+    run, as the matching command-line option does.
 
     Attributes:
-        hidden: tuple of int, units per hidden layer.
-        activation: str, hidden activation (`sigmoid|tanh|relu|leaky_relu`).
-        dropout: float, dropout rate after each hidden layer.
-        l2: float, L2 penalty on hidden kernels.
-        optimizer: str, `sgd|momentum|rmsprop|adam`.
-        learning_rate: float.
-        gd: str, gradient-descent mode, `batch|stochastic|minibatch`.
-        batch_size: int, rows per step in `minibatch` mode.
         epochs: int, upper bound on epochs (early stopping ends sooner).
-        patience: int, epochs without validation-loss improvement before
+        patience: int, epochs without improvement of `monitor` before
             stopping; the best epoch's weights are restored.
+        monitor: str, the logged quantity early stopping watches.
         validation_fraction: float, share of the training rows for validation.
         test_fraction: float, share of all rows for the test split when no
             separate test set is given.
         positive_class: optional label of the positive class (binary only).
         seed: int, seeds the split, the weights and the shuffling.
+        gd: str, gradient-descent mode, `batch|stochastic|minibatch`:
+            `batch` sets the batch size to the training rows, `stochastic`
+            to one row.
+        hidden: optional tuple of int, units per hidden layer, all equal
+            (the `depth` and `width` hyperparameters).
+        activation, dropout, l2, optimizer, learning_rate, batch_size:
+            optional values of the hyperparameters of the same names.
 
     Example:
 
-    >>> TrainingConfig(hidden=(32,), epochs=5).optimizer
-    'adam'
+    >>> TrainingConfig(epochs=5).replace(seed=1).epochs
+    5
     """
 
-    hidden: tuple = (64, 64)
-    activation: str = "relu"
-    dropout: float = 0.0
-    l2: float = 0.1
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    gd: str = "minibatch"
-    batch_size: int = 32
     epochs: int = 300
     patience: int = 20
+    monitor: str = "val_loss"
     validation_fraction: float = 0.2
     test_fraction: float = 0.2
     positive_class: "str | None" = None
     seed: int = 42
+    gd: str = "minibatch"
+    hidden: "tuple | None" = None
+    activation: "str | None" = None
+    dropout: "float | None" = None
+    l2: "float | None" = None
+    optimizer: "str | None" = None
+    learning_rate: "float | None" = None
+    batch_size: "int | None" = None
+
+    def replace(self, **changes):
+        """Returns a copy with `changes` applied."""
+        return dataclasses.replace(self, **changes)
 
     def check(self):
         """Validates the settings that do not depend on the data."""
@@ -79,7 +90,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise TemplateError(f"Received {name}={value}; expected an integer >= 1.")
-        if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
+        if self.batch_size is not None and (
+                not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1):
             raise TemplateError(
                 f"Received batch_size={self.batch_size}; expected an integer >= 1."
             )
@@ -87,6 +99,36 @@ class TrainingConfig:
             value = getattr(self, name)
             if not 0 < value < 1 and not (name == "test_fraction" and value == 0):
                 raise TemplateError(f"Received {name}={value}; expected 0 < {name} < 1.")
+        if self.hidden is not None:
+            hidden = list(self.hidden)
+            if any(int(units) != units or units < 1 for units in hidden):
+                raise TemplateError(
+                    f"Received hidden={hidden}; expected positive integers, e.g. 64,64."
+                )
+            if len(set(hidden)) > 1:
+                raise TemplateError(
+                    f"Received hidden={hidden}; expected layers of one width, e.g. 64,64 (the "
+                    "template's hidden layers share the 'width' hyperparameter: edit its "
+                    "build_model for layers of different widths)."
+                )
+
+    def hyperparameter_values(self):
+        """The hyperparameter values these settings fix, by name.
+
+        Example:
+
+        >>> TrainingConfig(hidden=(8, 8), l2=0.0).hyperparameter_values()
+        {'depth': 2, 'width': 8, 'l2': 0.0}
+        """
+        values = {}
+        if self.hidden is not None:
+            values["depth"] = len(self.hidden)
+            if self.hidden:
+                values["width"] = int(self.hidden[0])
+        for name in ("activation", "dropout", "l2", "optimizer", "learning_rate", "batch_size"):
+            if getattr(self, name) is not None:
+                values[name] = getattr(self, name)
+        return values
 
 
 def batch_size_for(gd, batch_size, num_train):
@@ -116,35 +158,3 @@ def seed_everything(seed):
     """Makes a CPU run repeatable: same seed, same weights, splits and metrics."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def fit(model, train_data, validation_data, *, epochs, patience, callbacks=(), verbose=2):
-    """Trains with early stopping on validation loss, restoring the best weights.
-
-    Args:
-        model: a compiled `keras.Model`.
-        train_data: `tf.data.Dataset` of `(inputs, targets)` batches.
-        validation_data: `tf.data.Dataset` for validation.
-        epochs: int, upper bound on epochs.
-        patience: int, epochs without improvement before stopping.
-        callbacks: extra Keras callbacks.
-        verbose: int, Keras' verbosity.
-
-    Returns:
-        `(history, best_epoch)`: the `History.history` dict and the 1-based
-        epoch whose weights the model holds.
-    """
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, restore_best_weights=True
-    )
-    history = model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=epochs,
-        callbacks=[early_stopping, *callbacks],
-        verbose=verbose,
-        shuffle=False,  # the dataset reshuffles itself every epoch
-
-    ).history
-    best_epoch = int(np.argmin(history["val_loss"])) + 1
-    return history, best_epoch

@@ -4,18 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from templates import preprocessing
-from templates.predict import predict_frame
-from templates.recipe import prepare, train
-
 from conftest import make_frame
+from templates import binary, preprocessing, regression
+from templates.predict import predict_frame
+from templates.recipe import prepare
 
 
 def test_normalisation_is_adapted_on_the_training_split_only(tiny_config):
     frame = make_frame("regression")
     features = frame.drop(columns="target")
     features.loc[:, "signal"] = np.arange(len(frame), dtype=float)
-    run = train("regression", features, frame["target"], config=tiny_config, verbose=0)
+    run = regression.train(features, frame["target"], config=tiny_config, verbose=0)
     _, _, split, _ = prepare("regression", features, frame["target"], config=tiny_config)
     normalize = run.model.get_layer("normalize_numeric")
     train_rows = features.iloc[split.train][["signal", "noise"]]
@@ -25,7 +24,7 @@ def test_normalisation_is_adapted_on_the_training_split_only(tiny_config):
 
 def test_raw_rows_with_missing_values_and_unseen_categories_predict(tiny_config):
     frame = make_frame("binary")
-    run = train("binary", frame.drop(columns="target"), frame["target"], config=tiny_config, verbose=0)
+    run = binary.train(frame.drop(columns="target"), frame["target"], config=tiny_config, verbose=0)
     new_rows = pd.DataFrame({
         "signal": [1.0, np.nan, -2.0],
         "noise": [np.nan, np.nan, 0.5],
@@ -44,21 +43,21 @@ def test_text_and_boolean_columns_become_categories():
 
 def test_columns_with_slashes_in_their_names_work(tiny_config):
     frame = make_frame("regression").rename(columns={"noise": "od280/od315"})
-    run = train("regression", frame.drop(columns="target"), frame["target"], config=tiny_config, verbose=0)
+    run = regression.train(frame.drop(columns="target"), frame["target"], config=tiny_config, verbose=0)
     assert "od280/od315" in preprocessing.model_input_kinds(run.model)
 
 
 def test_numpy_arrays_are_accepted_from_python(tiny_config):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 3))
-    run = train("binary", x, (x[:, 0] > 0).astype(int), config=tiny_config, verbose=0)
+    run = binary.train(x, (x[:, 0] > 0).astype(int), config=tiny_config, verbose=0)
     assert preprocessing.model_input_kinds(run.model) == {"x0": "float32", "x1": "float32", "x2": "float32"}
     assert run.metrics["class_names"] == ["0", "1"]
 
 
 def test_text_columns_with_slashes_in_their_names_work(tiny_config):
     frame = make_frame("binary").rename(columns={"colour": "colour/shade"})
-    run = train("binary", frame.drop(columns="target"), frame["target"], config=tiny_config, verbose=0)
+    run = binary.train(frame.drop(columns="target"), frame["target"], config=tiny_config, verbose=0)
     assert "colour/shade" in run.model.input
 
 

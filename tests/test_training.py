@@ -5,17 +5,16 @@ import math
 
 import pytest
 
-from templates.cli import run_template
-from templates.recipe import train
-from templates.training import TrainingConfig
-
 from conftest import make_frame
+from templates import binary, regression
+from templates.cli import run_template
 
 
 def run_one_epoch(gd, batch_size=16):
     frame = make_frame("binary", rows=100)
-    config = TrainingConfig(hidden=(4,), epochs=1, patience=1, gd=gd, batch_size=batch_size, seed=0)
-    return train("binary", frame.drop(columns="target"), frame["target"], config=config, verbose=0)
+    config = binary.SETTINGS.replace(hidden=(4,), epochs=1, patience=1, gd=gd, batch_size=batch_size,
+                                     seed=0)
+    return binary.train(frame.drop(columns="target"), frame["target"], config=config, verbose=0)
 
 
 @pytest.mark.parametrize("gd, batch_size, steps_per_epoch", [
@@ -32,8 +31,8 @@ def test_gradient_descent_modes_use_the_batch_size_they_promise(gd, batch_size, 
 
 def test_epochs_is_an_upper_bound_and_the_best_epoch_is_recorded():
     frame = make_frame("regression")
-    config = TrainingConfig(hidden=(4,), epochs=40, patience=1, learning_rate=0.3, seed=0)
-    run = train("regression", frame.drop(columns="target"), frame["target"], config=config, verbose=0)
+    config = regression.SETTINGS.replace(hidden=(4,), epochs=40, patience=1, learning_rate=0.3, seed=0)
+    run = regression.train(frame.drop(columns="target"), frame["target"], config=config, verbose=0)
     val_loss = run.history["val_loss"]
     assert run.metrics["epochs_run"] == len(val_loss) <= 40
     assert run.metrics["best_epoch"] == val_loss.index(min(val_loss)) + 1
@@ -41,9 +40,10 @@ def test_epochs_is_an_upper_bound_and_the_best_epoch_is_recorded():
 
 def test_the_best_epochs_weights_are_restored():
     frame = make_frame("regression")
-    config = TrainingConfig(hidden=(4,), epochs=6, patience=2, learning_rate=0.3, l2=0.0, seed=1)
-    run = train("regression", frame.drop(columns="target"), frame["target"], config=config, verbose=0)
-    scale = run.model.get_layer("output").scale
+    config = regression.SETTINGS.replace(hidden=(4,), epochs=6, patience=2, learning_rate=0.3,
+                                         l2=0.0, seed=1)
+    run = regression.train(frame.drop(columns="target"), frame["target"], config=config, verbose=0)
+    scale = run.model.get_layer("to_target_units").scale
     mse = run.metrics["validation"]["mse"]
     assert mse / scale**2 == pytest.approx(min(run.history["val_loss"]), rel=1e-3)
 

@@ -6,30 +6,37 @@ import numpy as np
 import pytest
 
 from templates.data import load_bundled
-from templates.preprocessing import column_kinds, frame_to_inputs, make_dataset
+from templates.model import template_module
+from templates.recipe import prepare_data
 from templates.tasks import get_task
 from tuning.hypermodel import OBJECTIVE, TemplateHyperModel
-from tuning.space import narrow_space
+from tuning.space import narrow_space, template_space
+
+
+def hypermodel_for(task, fixes, rows=None, **kwargs):
+    features, target = load_bundled(get_task(task).default_dataset)
+    if rows:
+        features, target = features.head(rows), target.head(rows)
+    data = prepare_data(task, features, target)
+    template = template_module(task)
+    space = narrow_space(fixes, template_space(template, data))
+    hypermodel = TemplateHyperModel(template, data, space=space, **kwargs)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    return hypermodel, hp
 
 
 @pytest.mark.parametrize("task", ["regression", "binary", "multiclass"])
 def test_a_trial_is_scored_by_its_validation_loss_without_the_l2_penalty(task):
-    features, target = load_bundled(get_task(task).default_dataset)
-    features, target = features.head(120), target.head(120)
-    labels = get_task(task).encode_labels(target)
-    space = narrow_space(["l2=0.1", "depth=1", "width=8", "batch_size=32"])
-    hypermodel = TemplateHyperModel(task, features, labels, space=space, max_epochs=3, patience=3)
-    hp = keras_tuner.HyperParameters()
-    hypermodel.declare_hyperparameters(hp)
+    hypermodel, hp = hypermodel_for(task, ["l2=0.1", "depth=1", "width=8", "batch_size=32"],
+                                    rows=150, max_epochs=3, patience=3)
     model = hypermodel.build(hp)
-    inputs = frame_to_inputs(features, column_kinds(features))
 
-    result = hypermodel.fit(hp, model, inputs, labels.values, (inputs, labels.values))
+    result = hypermodel.fit(hp, model)
 
     # The best epoch's weights are restored, so evaluating them again on the
     # validation rows gives the score back; the penalty is in `loss` only.
-    logs = model.evaluate(make_dataset(inputs, labels.values, batch_size=1024),
-                          return_dict=True, verbose=0)
+    logs = model.evaluate(hypermodel.data.validation_batches(), return_dict=True, verbose=0)
     assert 1 <= result["best_epoch"] <= 3
     assert result[OBJECTIVE] == pytest.approx(logs["data_loss"], rel=1e-4)
     # The other validation metrics are reported at the same epoch.
@@ -55,21 +62,23 @@ class BestValidationLossPerFit(keras.callbacks.Callback):
 
 
 def test_a_cross_validated_trial_is_scored_by_the_mean_over_its_folds():
-    features, target = load_bundled("wine")
-    labels = get_task("multiclass").encode_labels(target)
-    space = narrow_space(["depth=1", "width=8", "batch_size=32", "learning_rate=0.01"])
-    hypermodel = TemplateHyperModel("multiclass", features, labels, space=space, max_epochs=4,
-                                    patience=2, folds=3)
-    hp = keras_tuner.HyperParameters()
-    hypermodel.declare_hyperparameters(hp)
-    inputs = frame_to_inputs(features, column_kinds(features))
+    hypermodel, hp = hypermodel_for("multiclass", ["depth=1", "width=8", "batch_size=32",
+                                                   "learning_rate=0.01"],
+                                    max_epochs=4, patience=2, folds=3)
     recorder = BestValidationLossPerFit()
 
-    result = hypermodel.fit(hp, hypermodel.build(hp), inputs, labels.values, callbacks=[recorder])
+    result = hypermodel.fit(hp, hypermodel.build(hp), callbacks=[recorder])
 
     assert len(recorder.fits) == 3
     assert result[OBJECTIVE] == pytest.approx(np.mean([min(fit) for fit in recorder.fits]))
     epochs = [int(np.argmin(fit)) + 1 for fit in recorder.fits]
     assert result["best_epoch"] == max(1, round(np.mean(epochs)))
     validation_rows = np.concatenate([rows for _, rows in hypermodel.fold_rows])
-    assert sorted(validation_rows) == list(range(len(features)))
+    assert sorted(validation_rows) == list(range(len(hypermodel.data.split.train)))
+
+
+def test_the_space_is_the_templates_own_declarations_in_their_order():
+    hypermodel, hp = hypermodel_for("binary", [], rows=150)
+    assert list(hypermodel.space) == ["activation", "l2", "dropout", "width", "depth",
+                                      "learning_rate", "optimizer", "batch_size"]
+    assert hp.values["l2"] == 0.1 and hp.values["batch_size"] == 32

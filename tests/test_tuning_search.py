@@ -347,12 +347,10 @@ def test_a_search_does_not_resume_with_other_folds(tmp_path, capsys):
 
 
 def test_the_first_trial_is_the_templates_default_configuration(tmp_path):
-    from templates.training import TrainingConfig
-
-    defaults = TrainingConfig()
+    # The defaults declared in templates/multiclass.py.
     search(tmp_path, trials=1)
     first = board(tmp_path).iloc[0]
-    assert (first["optimizer"], first["activation"]) == (defaults.optimizer, defaults.activation)
-    assert first["learning_rate"] == pytest.approx(defaults.learning_rate)
-    assert first["l2"] == pytest.approx(defaults.l2)
-    assert (first["dropout"], first["batch_size"]) == (defaults.dropout, defaults.batch_size)
+    assert (first["optimizer"], first["activation"]) == ("adam", "relu")
+    assert first["learning_rate"] == pytest.approx(1e-3)
+    assert first["l2"] == pytest.approx(0.1)
+    assert (first["dropout"], first["batch_size"]) == (0.0, 32)

@@ -9,7 +9,6 @@ Example:
 2
 """
 
-import dataclasses
 import json
 import os
 import sys
@@ -18,10 +17,15 @@ import numpy as np
 
 from templates import artifacts
 from templates.baselines import baseline_scores
-from templates.cli import ArgumentParser, add_data_arguments, exits_cleanly_on_bad_input, load_data
+from templates.cli import (
+    ArgumentParser,
+    add_data_arguments,
+    exits_cleanly_on_bad_input,
+    load_data,
+)
 from templates.errors import TemplateError
-from templates.preprocessing import column_kinds, frame_to_inputs
-from templates.recipe import prepare
+from templates.model import load_template, template_module
+from templates.recipe import TemplateData, prepare
 from templates.tasks import TASKS, get_task
 from templates.training import TrainingConfig, seed_everything
 from tuning import distributed, workers
@@ -31,13 +35,14 @@ from tuning.importance import importance, plot_sensitivity
 from tuning.leaderboard import leaderboard
 from tuning.progress_oracle import BEST_EPOCH
 from tuning.report import write_report
-from tuning.space import FIX_SYNTAX, describe, narrow_space
+from tuning.space import FIX_SYNTAX, describe, narrow_space, template_space
 from tuning.tuners import TUNERS, check_tuner, make_tuner
 
 EXIT_SEARCH_FAILED = 1
 SETTINGS_FILE = workers.SETTINGS_FILE
 # Settings that must match for a search to resume; --max-trials may grow.
-RESUME_SETTINGS = ("task", "tuner", "data", "space", "max_epochs", "patience", "folds", "seed")
+RESUME_SETTINGS = ("task", "template", "tuner", "data", "space", "max_epochs", "patience", "folds",
+                   "seed")
 # Below this many training and validation rows, trials are cross-validated by
 # default: a fifth of them is too few validation rows to rank trials by.
 CROSS_VALIDATION_MAX_ROWS = 2000
@@ -52,7 +57,11 @@ class SearchFailed(Exception):
 
 def parser():
     result = ArgumentParser(prog="python -m tuning.search", description="Tune a template model with KerasTuner.")
-    result.add_argument("--task", required=True, help=f"one of: {', '.join(TASKS)}")
+    result.add_argument("--template", metavar="FILE",
+                        help="a template file (e.g. a copy of templates/binary.py): the search "
+                        "space is its own hp.* declarations")
+    result.add_argument("--task", help=f"the bundled template of a task, one of: {', '.join(TASKS)} "
+                        "(or the task of --template)")
     add_data_arguments(result)
     result.add_argument("--tuner", default="random", help=f"one of: {', '.join(TUNERS)} (default: random)")
     result.add_argument("--max-trials", type=int, default=20, help="trials in all (default: 20)")
@@ -84,8 +93,28 @@ def parser():
     return result
 
 
+def resolve_template(args):
+    """The template module to tune: `--template FILE`, or the bundled one of `--task`.
+
+    Sets `args.task` to the template's task.
+    """
+    if args.template is None:
+        if args.task is None:
+            raise TemplateError("Expected --task (regression, binary or multiclass) or --template FILE.")
+        return template_module(args.task)
+    template = load_template(args.template)
+    if args.task is not None and get_task(args.task).name != template.TASK:
+        raise TemplateError(
+            f"Received --task {args.task} with --template {args.template}, a {template.TASK} "
+            "template; expected no --task, or the template's own."
+        )
+    args.task = template.TASK
+    return template
+
+
 def check_arguments(args):
-    get_task(args.task)
+    if args.task is not None:
+        get_task(args.task)
     check_tuner(args.tuner)
     for name in ("max_trials", "max_epochs", "patience", "ensemble", "max_consecutive_failures"):
         if getattr(args, name) < 1:
@@ -203,7 +232,7 @@ def _set_threads(threads):
         tf.config.threading.set_inter_op_parallelism_threads(threads + 1)
 
 
-def write_results(args, oracle, space, frame, labels, split, folds):
+def write_results(args, template, oracle, space, frame, labels, split, folds):
     """Writes the leaderboard, the final model (the best trials, retrained and averaged) and the report."""
     board = leaderboard(oracle, names=list(space))
     artifacts.replace_atomically(os.path.join(args.directory, "leaderboard.csv"),
@@ -222,7 +251,8 @@ def write_results(args, oracle, space, frame, labels, split, folds):
          int(trial.metrics.get_last_value(BEST_EPOCH)))
         for trial in best
     ]
-    final = retrain_ensemble(args.task, frame, labels, split, configurations, seed=args.seed)
+    final = retrain_ensemble(args.task, frame, labels, split, configurations, seed=args.seed,
+                             template=template)
     for position, reason in final.failures.items():
         print(f"left out of the final model: trial {best[position].trial_id}, whose retraining "
               f"diverged: {reason}", flush=True)
@@ -263,38 +293,36 @@ def main(argv, pool=None):
     """
     args = parser().parse_args(argv)
     check_arguments(args)
-    space = narrow_space(args.fix)
-    spec = get_task(args.task)
-    features, target, test_features, test_target = load_data(args, spec.default_dataset)
+    template = resolve_template(args)
+    features, target, test_features, test_target = load_data(args, args.task)
     frame, labels, split, _ = prepare(
         args.task, features, target, test_features=test_features, test_target=test_target,
-        config=TrainingConfig(batch_size=1, positive_class=args.positive_class, seed=args.seed),
+        config=TrainingConfig(positive_class=args.positive_class, seed=args.seed),
     )
     folds = resolve_folds(args, len(split.train) + len(split.validation))
     # Cross-validated trials train on folds of train+validation together.
     rows = np.concatenate([split.train, split.validation]) if folds > 1 else split.train
-    hypermodel = TemplateHyperModel(
-        args.task, frame.iloc[rows], dataclasses.replace(labels, values=labels.values[rows]),
-        space=space, max_epochs=args.max_epochs, patience=args.patience, folds=folds,
-        seed=args.seed,
-    )
+    data = TemplateData(args.task, frame, labels, split)
+    data = data.with_rows(rows, () if folds > 1 else split.validation)
+    space = narrow_space(args.fix, template_space(template, data))
+    hypermodel = TemplateHyperModel(template, data, space=space, max_epochs=args.max_epochs,
+                                    patience=args.patience, folds=folds, seed=args.seed)
     if not _is_worker():
         check_settings(args.directory, {
             "task": args.task, "tuner": args.tuner, "space": describe(space),
-            "data": [args.csv, args.target, args.test_csv] if args.csv else spec.default_dataset,
+            "template": os.path.abspath(args.template) if args.template else None,
+            "data": [args.csv, args.target, args.test_csv] if args.csv else get_task(args.task).default_dataset,
             "max_epochs": args.max_epochs, "patience": args.patience, "folds": folds,
             "seed": args.seed,
         })
     _set_threads(args.threads)
     seed_everything(args.seed)
-    kinds = column_kinds(frame.iloc[rows])
-    part = lambda rows: (frame_to_inputs(frame.iloc[rows], kinds), labels.values[rows])  # noqa: E731
-    search_args = (*part(rows), None if folds > 1 else part(split.validation))
+    search_args = ()
     try:
         oracle = _search(args, argv, hypermodel, search_args, pool)
         if oracle is None:
             return 0
-        test, baselines = write_results(args, oracle, space, frame, labels, split, folds)
+        test, baselines = write_results(args, template, oracle, space, frame, labels, split, folds)
     except SearchFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SEARCH_FAILED

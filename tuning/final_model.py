@@ -22,13 +22,22 @@ from keras_tuner.errors import FailedTrialError
 
 from templates.ensemble import average_models
 from templates.errors import TemplateError
+from templates.model import template_module
 from templates.predict import load_model
-from templates.preprocessing import column_kinds, frame_to_inputs, make_dataset
-from templates.recipe import evaluate
+from templates.preprocessing import column_kinds, frame_to_inputs
+from templates.recipe import (
+    FixedHyperParameters,
+    TemplateData,
+    evaluate,
+    from_logits,
+    model_info,
+)
 from templates.tasks import get_task
 from tuning.fail_on_nan import FailOnNaN
-from tuning.hypermodel import build_from_values
 from tuning.trial_process import IsolatedCall, TrialProcessError
+
+# The batch size of a template that declares none.
+DEFAULT_BATCH_SIZE = 32
 
 
 @dataclasses.dataclass
@@ -51,7 +60,7 @@ class FinalModel:
     failures: dict
 
 
-def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42):
+def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42, template=None):
     """Retrains each configuration on train+validation and averages them.
 
     Without a validation split there is nothing to stop early on, so each
@@ -74,9 +83,11 @@ def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42):
         labels: `templates.labels.Labels` of all rows.
         split: `templates.data.Split`.
         configurations: sequence of `(values, epochs)`: a dict of
-            hyperparameter values (`tuning.space.SEARCH_SPACE` names) and
+            hyperparameter values (the names the template declares) and
             the int epochs to train it, best first.
         seed: int. Defaults to `42`.
+        template: the template module whose `build_model` builds each
+            configuration. Defaults to the task's bundled template.
 
     Returns:
         `FinalModel`.
@@ -85,13 +96,13 @@ def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42):
         TemplateError: if retraining fails for every configuration.
     """
     rows = np.concatenate([split.train, split.validation])
-    fit_frame = frame.iloc[rows]
-    fit_labels = dataclasses.replace(labels, values=labels.values[rows])
+    fit_data = TemplateData(get_task(task).name, frame, labels, split).with_rows(rows)
+    template = template or template_module(task)
     models, members, failures = [], [], {}
     with tempfile.TemporaryDirectory(prefix="final-model-") as folder:
         paths = [os.path.join(folder, f"member_{position}.keras")
                  for position in range(len(configurations))]
-        calls = [IsolatedCall(_retrain, task, fit_frame, fit_labels, values, epochs, seed, path)
+        calls = [IsolatedCall(_retrain, template, fit_data, values, epochs, seed, path)
                  for (values, epochs), path in zip(configurations, paths)]
         for position, (call, path) in enumerate(zip(calls, paths)):
             try:
@@ -107,19 +118,19 @@ def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42):
         reasons = "; ".join(failures.values())
         raise TemplateError(f"Retraining the best configurations diverged: {reasons}")
     model = average_models(models, name=f"{task}_ensemble")
-    test = frame_to_inputs(frame.iloc[split.test], column_kinds(fit_frame))
+    test = frame_to_inputs(frame.iloc[split.test], column_kinds(frame.iloc[rows]))
     return FinalModel(model, evaluate(model, get_task(task), test, labels.values[split.test]),
                       members, failures)
 
 
-def _retrain(task, fit_frame, fit_labels, values, epochs, seed, path):
+def _retrain(template, data, values, epochs, seed, path):
     """Trains one configuration and saves it to `path`; returns why it failed, or `None`."""
     keras.utils.set_random_seed(seed)
-    model = build_from_values(task, fit_frame, fit_labels, values)
-    data = make_dataset(frame_to_inputs(fit_frame, column_kinds(fit_frame)), fit_labels.values,
-                        batch_size=values["batch_size"], shuffle=True, seed=seed)
+    model = template.build_model(FixedHyperParameters(values), data)
+    model_info(model).from_logits = from_logits(model)
+    batches = data.training_batches(values.get("batch_size", DEFAULT_BATCH_SIZE), seed=seed)
     try:
-        model.fit(data, epochs=epochs, callbacks=[FailOnNaN()], verbose=0, shuffle=False)
+        model.fit(batches, epochs=epochs, callbacks=[FailOnNaN()], verbose=0, shuffle=False)
     except FailedTrialError as error:
         return str(error)
     model.save(path)

@@ -1,14 +1,20 @@
-"""The search space: every tunable setting, its default range, and `--fix`.
+"""The search space: the template's own `hp.*` declarations, and `--fix`.
 
-Each setting is one `Hyperparameter` row of `SEARCH_SPACE`. `--fix` replaces
-a row's range by one value, a list of choices or a narrower range:
+A template declares its hyperparameters the KerasTuner way, beside the
+layers they set (`hp.Float("learning_rate", 1e-4, 1e-1, sampling="log",
+default=1e-3)` in its `build_model`, `hp.Choice("batch_size", ...)` in its
+`fit_model`). `template_space` collects those declarations, so a copy of a
+template that adds `hp.Boolean("batch_norm")` is searched over it too.
+`--fix` then replaces a row's range by one value, a list of choices or a
+narrower range:
 
     --fix optimizer=adam          one value (a `Fixed` hyperparameter)
     --fix activation=relu,tanh    a choice among these values
     --fix learning_rate=1e-3:1e-2 a narrower range (numeric settings only)
 
-A fixed value may lie outside the default range (e.g. `learning_rate=5`) as
-long as the template accepts it.
+A fixed value may lie outside the declared range (e.g. `learning_rate=5`)
+as long as it has the range's sign; a text choice must be one of the
+declared values.
 
 Example:
 
@@ -18,24 +24,28 @@ Example:
 """
 
 import dataclasses
-import math
-from typing import Callable
+import functools
+
+import keras_tuner
+import numpy as np
+import pandas as pd
 
 from templates.errors import TemplateError
-from templates.model import ACTIVATION_INITIALIZERS, OPTIMIZERS
-from templates.training import TrainingConfig
+from templates.recipe import TemplateData, value_rule
+from tuning.trial_process import run_isolated
 
 FIX_SYNTAX = "NAME=VALUE, NAME=A,B,C or NAME=LOW:HIGH"
+_TYPES = keras_tuner.engine.hyperparameters
 
 
 @dataclasses.dataclass(frozen=True)
 class Hyperparameter:
-    """One tunable setting.
+    """One tunable setting, as the template declared it (and `--fix` narrowed it).
 
     Attributes:
         name: str, the hyperparameter's name in KerasTuner and the leaderboard.
         parse: callable turning command-line text into a value (`int`,
-            `float` or `str`).
+            `float`, `str` or `parse_bool`).
         valid: callable returning whether a parsed value is acceptable.
         rule: str, what `valid` accepts, for error messages.
         values: tuple, the choices of a categorical setting; one value means
@@ -43,14 +53,13 @@ class Hyperparameter:
         low: number, the range's lower end (numeric settings).
         high: number, the range's upper end.
         log: bool, whether the range is sampled on a log scale.
-        default: the value of the first trial, when the range allows it: the
-            templates' own default, so every search starts from a known good
-            configuration.
+        default: the value of the first trial: the template's own default,
+            so every search starts from a known configuration.
     """
 
     name: str
-    parse: Callable
-    valid: Callable
+    parse: object
+    valid: object
     rule: str
     values: tuple = ()
     low: "float | None" = None
@@ -68,6 +77,8 @@ class Hyperparameter:
         if self.fixed:
             return hp.Fixed(self.name, self.values[0])
         if self.values:
+            if set(self.values) == {False, True} and self.parse is parse_bool:
+                return hp.Boolean(self.name, default=bool(self.default))
             default = self.default if self.default in self.values else None
             return hp.Choice(self.name, list(self.values), default=default)
         sampling = "log" if self.log else "linear"
@@ -90,9 +101,7 @@ class Hyperparameter:
         except ValueError:
             value = None
         if value is None or not self.valid(value):
-            raise TemplateError(
-                f"Received --fix {self.name}={text}; expected {self.rule}."
-            )
+            raise TemplateError(f"Received --fix {self.name}={text}; expected {self.rule}.")
         return value
 
     def _range(self, text):
@@ -111,46 +120,134 @@ class Hyperparameter:
         return dataclasses.replace(self, low=low, high=high)
 
 
-# The templates' defaults: the first trial of every search.
-_TEMPLATE = TrainingConfig()
+def parse_bool(text):
+    """Parses `true`/`false` (any case, or 1/0) for `--fix` of a boolean."""
+    lowered = text.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise ValueError(text)
 
 
-def _finite(value):
-    return math.isfinite(value)
+def from_declared(declared):
+    """Returns the `Hyperparameter` row of one KerasTuner declaration.
+
+    Example:
+
+    >>> row = from_declared(keras_tuner.engine.hyperparameters.Int("depth", 1, 4, default=2))
+    >>> row.low, row.high, row.default, row.rule
+    (1, 4, 2, 'an integer >= 1')
+    """
+    config = declared.get_config()
+    words, test = value_rule(declared) or ("any value", lambda value: True)
+    if isinstance(declared, _TYPES.Boolean):
+        return Hyperparameter(declared.name, parse_bool, test, words, values=(False, True),
+                              default=config["default"])
+    if isinstance(declared, _TYPES.Fixed):
+        value = config["value"]
+        return Hyperparameter(declared.name, _parser_of([value]), test, words, values=(value,),
+                              default=value)
+    if isinstance(declared, _TYPES.Choice):
+        values = tuple(config["values"])
+        return Hyperparameter(declared.name, _parser_of(values), test, words, values=values,
+                              default=declared.default)
+    parse = int if isinstance(declared, _TYPES.Int) else float
+    return Hyperparameter(declared.name, parse, test, words, low=config["min_value"],
+                          high=config["max_value"], log=config.get("sampling") == "log",
+                          default=declared.default)
 
 
-SEARCH_SPACE = {
-    hyperparameter.name: hyperparameter
-    for hyperparameter in (
-        Hyperparameter("learning_rate", float, lambda v: _finite(v) and v > 0,
-                       "a number > 0", low=1e-4, high=1e-1, log=True,
-                       default=_TEMPLATE.learning_rate),
-        Hyperparameter("optimizer", str, lambda v: v in OPTIMIZERS,
-                       f"one of {', '.join(OPTIMIZERS)}", values=tuple(OPTIMIZERS),
-                       default=_TEMPLATE.optimizer),
-        Hyperparameter("activation", str, lambda v: v in ACTIVATION_INITIALIZERS,
-                       f"one of {', '.join(ACTIVATION_INITIALIZERS)}",
-                       values=tuple(ACTIVATION_INITIALIZERS), default=_TEMPLATE.activation),
-        Hyperparameter("depth", int, lambda v: v >= 1, "an integer >= 1", low=1, high=4,
-                       default=len(_TEMPLATE.hidden)),
-        Hyperparameter("width", int, lambda v: v >= 1, "an integer >= 1",
-                       low=16, high=256, log=True, default=_TEMPLATE.hidden[0]),
-        Hyperparameter("dropout", float, lambda v: 0 <= v < 1, "a number with 0 <= dropout < 1",
-                       low=0.0, high=0.5, default=_TEMPLATE.dropout),
-        Hyperparameter("l2", float, lambda v: _finite(v) and v >= 0, "a number >= 0",
-                       low=1e-6, high=1e-1, log=True, default=_TEMPLATE.l2),
-        Hyperparameter("batch_size", int, lambda v: v >= 1, "an integer >= 1",
-                       values=(32, 64, 128, 256), default=_TEMPLATE.batch_size),
-    )
-}
+def _parser_of(values):
+    if all(isinstance(value, bool) for value in values):
+        return parse_bool
+    if all(isinstance(value, int) and not isinstance(value, bool) for value in values):
+        return int
+    if all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+        return float
+    return str
 
 
-def narrow_space(fixes=()):
-    """Returns `SEARCH_SPACE` with the `--fix` arguments applied.
+class _NoTraining:
+    """Stands in for a model in `fit_model`, to collect its declarations without training."""
+
+    def fit(self, *args, **kwargs):
+        return None
+
+
+def _declarations(template, data):
+    """The template's `hp` config after its `build_model` and `fit_model` ran once."""
+    from templates.training import TrainingConfig
+
+    hp = keras_tuner.HyperParameters()
+    template.build_model(hp, data)
+    template.fit_model(hp, _NoTraining(), data, TrainingConfig(), progress=False)
+    return hp.get_config()
+
+
+def template_space(template, data):
+    """Collects the hyperparameters a template declares, in the order it declares them.
+
+    The template's `build_model` and `fit_model` run once with fresh
+    `keras_tuner.HyperParameters` (in a child process where the platform
+    allows it, so that this process does not start TensorFlow's runtime and
+    can still fork its trials; see `tuning.trial_process`).
+
+    Args:
+        template: a template module (`build_model(hp, data)`,
+            `fit_model(hp, model, data, config, ...)`).
+        data: `templates.recipe.TemplateData` the model is built on.
+
+    Returns:
+        dict mapping each name to its `Hyperparameter`.
+
+    Raises:
+        TemplateError: if the template declares a conditional hyperparameter,
+            which the search space here cannot hold.
+    """
+    try:
+        config = run_isolated(_declarations, template, data)
+    except TemplateError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a user's template may raise anything
+        raise TemplateError(
+            f"Building the template's model to read its hyperparameters failed: "
+            f"{type(error).__name__}: {error}".splitlines()[0]
+        ) from None
+    declared = keras_tuner.HyperParameters.from_config(config)
+    conditional = [hp.name for hp in declared.space if hp.conditions]
+    if conditional:
+        raise TemplateError(
+            f"The template declares conditional hyperparameters {conditional}; expected "
+            "hyperparameters declared unconditionally (the same ones in every trial)."
+        )
+    return {hp.name: from_declared(hp) for hp in declared.space}
+
+
+@functools.cache
+def bundled_space(task="binary"):
+    """The space of the bundled template of `task`, declared on a few rows."""
+    from templates.model import template_module
+    from templates.tasks import get_task
+
+    rows = np.arange(8)
+    frame = pd.DataFrame({"x": rows.astype(float)})
+    labels = get_task(task).encode_labels({"regression": rows.astype(float), "binary": rows % 2,
+                                           "multiclass": rows % 3}[task])
+    from templates.data import Split
+
+    data = TemplateData(task, frame, labels, Split(train=rows, validation=rows[:2], test=rows[:0]))
+    return template_space(template_module(task), data)
+
+
+def narrow_space(fixes=(), space=None):
+    """Returns `space` with the `--fix` arguments applied.
 
     Args:
         fixes: iterable of str, each `NAME=VALUE`, `NAME=A,B,C` or
             `NAME=LOW:HIGH`; a later fix of the same name wins.
+        space: dict of `Hyperparameter` from `template_space`. Defaults to
+            the bundled binary template's space.
 
     Returns:
         dict mapping each name to its `Hyperparameter`.
@@ -159,19 +256,20 @@ def narrow_space(fixes=()):
         TemplateError: for an unknown name, a malformed fix, or a value the
             template would reject.
     """
-    space = dict(SEARCH_SPACE)
+    base = dict(bundled_space() if space is None else space)
+    narrowed = dict(base)
     for fix in fixes:
         name, equals, text = fix.partition("=")
         if not equals or not text.strip():
             raise TemplateError(f"Received --fix '{fix}'; expected {FIX_SYNTAX}.")
         name = name.strip()
-        if name not in SEARCH_SPACE:
+        if name not in base:
             raise TemplateError(
                 f"Received --fix '{fix}'; unknown hyperparameter '{name}', expected "
-                f"one of: {', '.join(SEARCH_SPACE)}."
+                f"one of: {', '.join(base)}."
             )
-        space[name] = SEARCH_SPACE[name].narrowed(text)
-    return space
+        narrowed[name] = base[name].narrowed(text)
+    return narrowed
 
 
 def describe(space):
