@@ -17,7 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker as ticker  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -194,7 +194,8 @@ def save_run(run, output_dir, curve_metric=None, overwrite=False):
     replace_atomically(
         os.path.join(output_dir, HISTORY_FILE), lambda p: history.to_csv(p, index=False)
     )
-    plot_curves(run.history, curve_metric, os.path.join(output_dir, CURVES_FILE))
+    plot_curves(run.history, curve_metric, os.path.join(output_dir, CURVES_FILE),
+                best_epoch=run.metrics.get("best_epoch"))
     write_json(run.metrics, os.path.join(output_dir, METRICS_FILE))
     save_model(run.model, os.path.join(output_dir, MODEL_FILE))
     return output_dir
