@@ -5,20 +5,21 @@ import json
 import keras_tuner
 import pytest
 
+from tuning.keras_tuner_internals import oracle_state_path, set_project_dir, trial_state_path
 from tuning.tuners import OBJECTIVE, RandomSearchOracle
 
 
 @pytest.fixture
 def oracle(tmp_path):
     oracle = RandomSearchOracle(objective=OBJECTIVE, max_trials=3, report=lambda line: None)
-    oracle._set_project_dir(str(tmp_path), "trials")
+    set_project_dir(oracle, str(tmp_path), "trials")
     oracle.update_space(keras_tuner.HyperParameters())
     oracle.save()
     return oracle
 
 
 def test_a_save_that_dies_midway_leaves_the_previous_file(oracle, monkeypatch):
-    path = oracle._get_oracle_fname()
+    path = oracle_state_path(oracle)
     with open(path) as file:
         before = file.read()
 
@@ -26,7 +27,7 @@ def test_a_save_that_dies_midway_leaves_the_previous_file(oracle, monkeypatch):
         file.write("{")
         raise KeyboardInterrupt  # as a kill would, between truncating and writing
 
-    oracle._seed_state += 1  # something new to save
+    oracle.seed += 1  # something new to save
     monkeypatch.setattr(json, "dump", die_midway)
     with pytest.raises(KeyboardInterrupt):
         oracle.save()
@@ -37,6 +38,5 @@ def test_a_save_that_dies_midway_leaves_the_previous_file(oracle, monkeypatch):
 
 def test_trial_files_reload_after_an_atomic_save(oracle):
     trial = oracle.create_trial("chief")
-    reloaded = keras_tuner.engine.trial.Trial.load(
-        f"{oracle._get_trial_dir(trial.trial_id)}/trial.json")
+    reloaded = keras_tuner.engine.trial.Trial.load(trial_state_path(oracle, trial.trial_id))
     assert reloaded.trial_id == trial.trial_id and reloaded.status == trial.status

@@ -119,11 +119,12 @@ def test_recording_a_trials_metrics_keeps_the_search_process_free_to_fork():
     # this process and memory would grow again.
     output = run_fresh("""
         from tuning.trial_process import can_fork
+        from tuning.keras_tuner_internals import set_project_dir
         from tuning.tuners import OBJECTIVE, RandomSearchOracle
         import tempfile
         oracle = RandomSearchOracle(objective=OBJECTIVE, max_trials=2, report=lambda line: None)
         oracle.verbose = 0
-        oracle._set_project_dir(tempfile.mkdtemp(), "trials")
+        set_project_dir(oracle, tempfile.mkdtemp(), "trials")
         hp = oracle.get_space()
         hp.Float("learning_rate", 1e-4, 1e-1)
         oracle.update_space(hp)

@@ -15,9 +15,12 @@ Example:
 <bound method AtomicOracleState.save of ...>
 """
 
-import os
-
 from templates.artifacts import write_json
+from tuning.keras_tuner_internals import (
+    SaveTrialHook,
+    oracle_state_path,
+    trial_state_path,
+)
 
 
 def save_state(path, stateful):
@@ -25,11 +28,11 @@ def save_state(path, stateful):
     write_json(stateful.get_state(), path)
 
 
-class AtomicOracleState:
+class AtomicOracleState(SaveTrialHook):
     """Oracle mixin: `oracle.json` and each `trial.json` are replaced atomically."""
 
     def save(self):
-        save_state(self._get_oracle_fname(), self)
+        save_state(oracle_state_path(self), self)
 
-    def _save_trial(self, trial):
-        save_state(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial)
+    def save_trial(self, trial):
+        save_state(trial_state_path(self, trial.trial_id), trial)

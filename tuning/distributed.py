@@ -21,8 +21,8 @@ import time
 from concurrent import futures
 
 import grpc
-from keras_tuner.src import protos
-from keras_tuner.src.distribute import oracle_chief, oracle_client
+
+from tuning import keras_tuner_internals as internals
 
 POLL_SECONDS = 0.2
 # gRPC waits a second before its first reconnection attempt, then longer;
@@ -47,23 +47,27 @@ def serve(oracle, address, workers=None):
         bool, whether the search ended normally (false: all workers gave up).
     """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = oracle_chief.OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    servicer = internals.oracle_servicer(oracle)
+    internals.add_servicer(servicer, server)
     server.add_insecure_port(address)
     server.start()
+
+    def over():
+        return internals.stop_requested(servicer) and internals.workers_done(oracle)
+
     try:
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+        while not over():
             time.sleep(POLL_SECONDS)
             if workers is not None:
                 workers.check(oracle)
                 if not workers.alive():
-                    return servicer.stop_triggered and oracle_chief.exit_chief(oracle)
+                    return over()
         return True
     finally:
         server.stop(grace=None)
 
 
-def wait_for_chief(address, timeout=oracle_client.TIMEOUT):
+def wait_for_chief(address, timeout=internals.CHIEF_TIMEOUT_SECONDS):
     """Blocks until the chief at `address` (`host:port`) serves its oracle.
 
     The chief serves only after it has accepted the search's folder, so a

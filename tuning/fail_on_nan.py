@@ -5,10 +5,11 @@ Example:
 >>> import numpy as np, keras
 >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
 >>> model.compile(keras.optimizers.SGD(1e30), "mse")
->>> model.fit(np.ones((8, 1)), np.ones(8), epochs=5, callbacks=[FailOnNaN()], verbose=0)
-Traceback (most recent call last):
-...
-keras_tuner.src.errors.FailedTrialError: loss became ...
+>>> try:
+...     model.fit(np.ones((8, 1)), np.ones(8), epochs=5, callbacks=[FailOnNaN()], verbose=0)
+... except FailedTrialError as error:
+...     print(error)
+loss became ...
 """
 
 import math

@@ -13,6 +13,15 @@ from keras_tuner.engine.trial import TrialStatus
 from templates.errors import TemplateError
 from tuning.atomic_state import AtomicOracleState, save_state
 from tuning.hypermodel import OBJECTIVE as OBJECTIVE_NAME
+from tuning.keras_tuner_internals import (
+    HyperbandTunerWithOracle,
+    PopulateSpaceHook,
+    build_and_fit,
+    checkpoint_path,
+    is_worker,
+    trial_callbacks,
+    tuner_state_path,
+)
 from tuning.progress_oracle import ProgressOracle
 from tuning.trial_process import TrialProcessError, run_isolated
 
@@ -94,7 +103,7 @@ class SaveWeightsAtEnd(keras.callbacks.Callback):
         self.model.save_weights(self.filepath)
 
 
-class TemplateTuner(keras_tuner.Tuner):
+class TemplateTuner(PopulateSpaceHook, keras_tuner.Tuner):
     """`keras_tuner.Tuner` that trains each trial in its own process and saves it once.
 
     Each trial's models are built and trained in a child process
@@ -114,11 +123,11 @@ class TemplateTuner(keras_tuner.Tuner):
 
     def save(self):
         # As KerasTuner's, with each file replaced atomically (see `tuning.atomic_state`).
-        if not self._is_worker():
+        if not is_worker(self):
             self.oracle.save()
-        save_state(self._get_tuner_fname(), self)
+        save_state(tuner_state_path(self), self)
 
-    def _populate_initial_space(self):
+    def populate_initial_space(self):
         # KerasTuner also builds a model here, to find conditional
         # hyperparameters. `TemplateHyperModel.declare_hyperparameters`
         # declares the whole space, which has no conditions, and that build
@@ -129,26 +138,16 @@ class TemplateTuner(keras_tuner.Tuner):
         self.oracle.update_space(hp)
 
     def run_trial(self, trial, *args, **kwargs):
-        callbacks = self._deepcopy_callbacks(kwargs.pop("callbacks", []))
-        self._configure_tensorboard_dir(callbacks, trial)
-        callbacks.append(SaveWeightsAtEnd(self._get_checkpoint_fname(trial.trial_id)))
+        callbacks = trial_callbacks(self, trial, kwargs.pop("callbacks", []))
+        callbacks.append(SaveWeightsAtEnd(checkpoint_path(self, trial.trial_id)))
         try:
-            return run_isolated(self._build_and_fit_model, trial, *args, callbacks=callbacks,
-                                **kwargs)
+            return run_isolated(build_and_fit(self), trial, *args, callbacks=callbacks, **kwargs)
         except TrialProcessError as error:
             raise keras_tuner.errors.FailedTrialError(str(error)) from error
 
 
-class HyperbandTuner(keras_tuner.Hyperband, TemplateTuner):
-    """`keras_tuner.Hyperband` driven by a given oracle.
-
-    Hyperband's tuner passes each trial's epoch budget to `fit` and starts
-    promoted trials from their parent's weights; its constructor would build
-    a plain `HyperbandOracle`, so it is bypassed for `keras_tuner.Tuner`'s.
-    """
-
-    def __init__(self, oracle, hypermodel, **kwargs):
-        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+class HyperbandTuner(HyperbandTunerWithOracle, TemplateTuner):
+    """`keras_tuner.Hyperband`, driven by the given oracle, with `TemplateTuner`'s trials."""
 
 
 TUNERS = {
