@@ -46,10 +46,11 @@ class ProgressLine(keras.callbacks.Callback):
     `every_epochs` epochs, when `every_seconds` seconds have passed since the
     last line, and after the last epoch. A final line says whether training
     ran all its epochs or stopped early (e.g. `EarlyStopping`), and the best
-    epoch. The time left assumes that every epoch runs, so early stopping
+    epoch. The time left is measured on the epochs after the first (which
+    also builds the model) and assumes that every epoch runs: early stopping
     only makes it shorter. When `logs` lack `monitor` (no validation data),
     the line shows the epoch and the times only. Numbers print with 4
-    significant digits; the state is reset by `on_train_begin`, so one
+    significant digits. The state is reset by `on_train_begin`, so one
     instance serves several `fit` calls, and copies made with
     `copy.deepcopy` share the stream.
 
@@ -113,6 +114,7 @@ class ProgressLine(keras.callbacks.Callback):
         self._best = None
         self._best_epoch = None
         self._started = None
+        self._first_epoch_end = None
         self._last_line = None
         self._last_time = None
 
@@ -135,6 +137,8 @@ class ProgressLine(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._epoch = epoch + 1
+        if self._first_epoch_end is None:
+            self._first_epoch_end = time.monotonic()
         value = (logs or {}).get(self.monitor)
         self._current = None if value is None else float(value)
         if self._current is not None and not np.isnan(self._current) and self._improved():
@@ -174,9 +178,10 @@ class ProgressLine(keras.callbacks.Callback):
         if self._best is not None:
             parts.append(f"best {format_number(self._best)} at epoch {self._best_epoch}")
         times = f"{_clock(spent)} spent"
-        if self._epochs and self._epoch < self._epochs:
-            left = spent / self._epoch * (self._epochs - self._epoch)
-            times += f", at most {_clock(left)} left"
+        if self._epochs and 1 < self._epoch < self._epochs:
+            # The first epoch also builds and traces the model: leave it out.
+            per_epoch = (time.monotonic() - self._first_epoch_end) / (self._epoch - 1)
+            times += f", at most {_clock(per_epoch * (self._epochs - self._epoch))} left"
         parts.append(times)
         return "  ".join(parts)
 
