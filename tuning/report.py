@@ -1,15 +1,20 @@
 """`report.md`: the tuned model beside the baselines, and what mattered.
 
+Numbers print with about 4 significant digits (`templates.numbers`);
+`metrics.json` and `best_hyperparameters.json` keep them in full.
+
 Example:
 
->>> members = [{"trial": "03", "score": 0.41, "hyperparameters": {"width": 32, "epochs": 12}}]
->>> text = report_markdown("regression", {"r2": 0.5}, {"linear": {"r2": 0.45}},
-...                        {"width": 1.0}, members, trials={"COMPLETED": 5}, folds=5)
->>> "| tuned network | 0.5000 |" in text
-True
+>>> members = [{"trial": "03", "score": 0.41,
+...             "hyperparameters": {"learning_rate": 0.00040684306656026695, "epochs": 12}}]
+>>> text = report_markdown("regression", {"r2": 0.5123456}, {"linear": {"r2": 0.45}},
+...                        {"learning_rate": 1.0}, members, trials={"COMPLETED": 5}, folds=5)
+>>> "| tuned network | 0.5123 |" in text, "| 03 | 0.41 | 4.068e-4 | 12 |" in text
+(True, True)
 """
 
 from templates.artifacts import replace_atomically
+from templates.numbers import format_number, format_signed
 
 # The metric the report leads with, per task.
 HEADLINE = {"regression": "r2", "binary": "accuracy", "multiclass": "accuracy"}
@@ -40,8 +45,8 @@ def report_markdown(task, test, baselines, importances, members, *, trials, fold
     """
     metrics = list(test)
     results = _table(["model", *metrics], [
-        ["tuned network", *(f"{test[m]:.4f}" for m in metrics)],
-        *([name.replace("_", " "), *(f"{scores[m]:.4f}" for m in metrics)]
+        ["tuned network", *(format_number(test[m]) for m in metrics)],
+        *([name.replace("_", " "), *(format_number(scores[m]) for m in metrics)]
           for name, scores in baselines.items()),
     ])
     headline = HEADLINE[task]
@@ -61,8 +66,8 @@ def report_markdown(task, test, baselines, importances, members, *, trials, fold
         final = "The best configuration, retrained on train+validation for its best epoch count,"
     names = list(members[0]["hyperparameters"])
     configurations = _table(["trial", "score", *names], [
-        [member["trial"], f"{member['score']:.4g}",
-         *(str(member["hyperparameters"][name]) for name in names)]
+        [member["trial"], format_number(member["score"]),
+         *(format_number(member["hyperparameters"][name]) for name in names)]
         for member in members
     ])
     return f"""# Hyperparameter search: {task}
@@ -76,7 +81,7 @@ against scikit-learn baselines fitted on the same rows:
 
 {results}
 
-Tuned {headline} minus best baseline: {test[headline] - best_baseline:+.4f}.
+Tuned {headline} minus best baseline: {format_signed(test[headline] - best_baseline)}.
 
 ## Final model's configurations (best first)
 
