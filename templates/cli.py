@@ -21,6 +21,7 @@ import sys
 
 from templates import artifacts, data
 from templates.errors import TemplateError
+from templates.numbers import format_number
 from templates.tasks import get_task
 from templates.training import GD_MODES, TrainingConfig
 
@@ -153,7 +154,14 @@ def config_from_args(args):
 
 
 def format_metrics(metrics):
-    return " ".join(f"{name}={value:.4f}" for name, value in metrics.items())
+    """Formats `{name: value}` as `name=value` pairs with about 4 significant digits.
+
+    Example:
+
+    >>> format_metrics({"accuracy": 0.9736842105263158, "mse": 1234.5678, "r2": 1.0})
+    'accuracy=0.9737 mse=1235 r2=1'
+    """
+    return " ".join(f"{name}={format_number(value)}" for name, value in metrics.items())
 
 
 def print_results(run, output_dir):

@@ -21,6 +21,7 @@ from templates.cli import (
     ArgumentParser,
     add_data_arguments,
     exits_cleanly_on_bad_input,
+    format_metrics,
     load_data,
 )
 from templates.errors import TemplateError
@@ -326,9 +327,8 @@ def main(argv, pool=None):
     except SearchFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SEARCH_FAILED
-    headline = " ".join(f"{name}={value:.4f}" for name, value in test.items())
-    print(f"test: {headline}")
+    print(f"test: {format_metrics(test)}")
     for name, scores in baselines.items():
-        print(f"{name}: " + " ".join(f"{m}={v:.4f}" for m, v in scores.items()))
+        print(f"{name}: {format_metrics(scores)}")
     print(f"saved: {args.directory}")
     return 0
