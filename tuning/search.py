@@ -21,7 +21,7 @@ interruption (Ctrl-C, kill -9) and the search resumes from DIR, keeping
 every finished trial. --workers N runs N local worker processes against a
 chief in this process (KerasTuner's gRPC distributed mode on 127.0.0.1; on
 Linux the workers are forked once this process has imported TensorFlow);
-see the README for several machines.
+see docs/tuning.md for several machines.
 
 Example:
 
