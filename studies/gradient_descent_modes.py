@@ -137,7 +137,7 @@ def train_mode(model, start, data, mode, rate, size, seed):
     dataset = repeated_dataset(x_train, y_train, batch_size, seed)
     # One step first, so that tracing the train step for this batch shape is
     # not timed; the weights are then reset.
-    model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+    model.fit(dataset, epochs=1, steps_per_epoch=1, shuffle=False, verbose=0)
     model.set_weights(start)
     model.optimizer.iterations.assign(0)
     model.optimizer.learning_rate.assign(rate)
@@ -146,7 +146,7 @@ def train_mode(model, start, data, mode, rate, size, seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # overflow at rates that diverge
         model.fit(dataset, epochs=1, steps_per_epoch=updates, callbacks=[tracker],
-                  verbose=0)
+                  shuffle=False, verbose=0)
     curve = pd.DataFrame(tracker.points)
     curve["epochs"] = curve.updates * batch_size / len(x_train)
     window = curve[curve.updates >= updates - size["rough_window"]].train

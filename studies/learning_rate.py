@@ -17,6 +17,7 @@ Example:
 0.5
 """
 
+import dataclasses
 import math
 import sys
 import warnings
@@ -29,7 +30,6 @@ from matplotlib import colormaps
 from callbacks import LearningRateFinder
 from studies.common import (
     StudyResult,
-    features_matrix,
     make_regression_data,
     mlp,
     new_figure,
@@ -38,7 +38,7 @@ from studies.common import (
     split,
     study_main,
 )
-from templates.tasks import get_task
+from studies.user_splits import output_head, user_splits
 
 NAME = "learning_rate"
 HIDDEN = (32, 32)
@@ -91,33 +91,37 @@ class _EpochLosses(keras.callbacks.Callback):
 
 
 def _task_data(options, seed, rows):
-    """Returns `(x, y, task)`: the user's table or Friedman #1, features as a matrix."""
+    """Returns `(train, validation, head)`: the user's table or Friedman #1.
+
+    `head` is `(units, output activation, loss)`. A user's table is split by
+    `user_splits` (features standardised on the training rows, a regression
+    target too), its validation and test rows together serving as validation.
+    """
     data = options.data
     if data is None:
         x, y = make_regression_data(seed, rows=rows)
-        return x, y, get_task("regression"), 1
-    task = get_task(data.task)
-    y = data.target.to_numpy()
-    positions = np.arange(len(y))
-    if len(y) > MAX_USER_ROWS:
-        positions = np.sort(np.random.default_rng(seed).choice(len(y), MAX_USER_ROWS,
-                                                               replace=False))
-    x = features_matrix(data.features.iloc[positions])
-    y = y[positions]
-    y = y.astype("int32") if data.task == "multiclass" else y.reshape(-1, 1).astype("float32")
-    return x, y, task, task.units(len(data.class_names))
+        x_train, x_val, y_train, y_val = split(x, y, seed)
+        return (x_train, y_train), (x_val, y_val), output_head("regression")
+    if len(data.target) > MAX_USER_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(len(data.target), MAX_USER_ROWS,
+                                                          replace=False))
+        data = dataclasses.replace(data, features=data.features.iloc[rows].reset_index(
+            drop=True), target=data.target.iloc[rows].reset_index(drop=True))
+    splits, head = user_splits(data, seed, validation_fraction=0.125, test_fraction=0.125)
+    validation = tuple(np.concatenate(parts) for parts in zip(splits["val"], splits["test"]))
+    return splits["train"], validation, head
 
 
 def run_grid(options, seed, size):
     """Trains every rate of the grid from the same start; returns rows and curves."""
-    x, y, task, units = _task_data(options, seed, size["rows"])
-    x_train, x_val, y_train, y_val = split(x, y, seed)
+    (x_train, y_train), (x_val, y_val), (units, activation, loss_name) = _task_data(
+        options, seed, size["rows"])
     steps = max(1, len(x_train) // BATCH_SIZE)
     seed_everything(seed)
-    model = mlp(x.shape[1], HIDDEN, outputs=units, output_activation=task.output_activation)
+    model = mlp(x_train.shape[1], HIDDEN, outputs=units, output_activation=activation)
     optimizer = keras.optimizers.SGD(learning_rate=size["rates"][0], momentum=0.0)
-    loss = keras.losses.get(task.loss)
-    model.compile(optimizer=optimizer, loss=task.loss)
+    loss = keras.losses.get(loss_name)
+    model.compile(optimizer=optimizer, loss=loss_name)
     start = model.get_weights()
     rows, curves = [], {}
     for rate in size["rates"]:
@@ -131,7 +135,7 @@ def run_grid(options, seed, size):
             warnings.simplefilter("ignore")  # overflow at the rates that diverge
             model.fit(repeated_dataset(x_train, y_train, BATCH_SIZE, seed),
                       epochs=size["epochs"], steps_per_epoch=steps,
-                      callbacks=[losses], verbose=0)
+                      callbacks=[losses], shuffle=False, verbose=0)
         curves[rate] = losses.history["train"]
         rows.append({"seed": seed, "learning_rate": rate, **_describe(losses.history)})
     finder = _find(model, start, x_train, y_train, size["finder_steps"])
@@ -344,16 +348,17 @@ def run(options):
     data = options.data
     data_text = (
         f"your table `{data.source}` (target `{data.target.name}`, task {data.task}, "
-        f"up to {MAX_USER_ROWS} rows sampled per seed, features standardised and "
-        "one-hot encoded on all rows)"
+        f"up to {MAX_USER_ROWS} rows sampled per seed; `studies.user_splits`: "
+        "numbers standardised and text one-hot encoded with training-row statistics, "
+        "a regression target standardised)"
         if data else f"Friedman #1 regression, {size['rows']} rows, 10 standardised "
         "features, standardised target, new data per seed"
     )
-    task = get_task(data.task if data else "regression")
+    _, activation, loss_name = output_head(data.task if data else "regression")
     protocol = (
         f"- Data: {data_text}; 75% train, 25% validation.\n"
-        f"- Model: MLP {list(HIDDEN)} ReLU + He, output {task.output_activation} with "
-        f"loss {task.loss}; no L2, no dropout.\n"
+        f"- Model: MLP {list(HIDDEN)} ReLU + He, output {activation or 'linear'} with "
+        f"loss {loss_name}; no L2, no dropout.\n"
         f"- Optimizer: plain SGD (no momentum, no schedule), batch {BATCH_SIZE}, "
         f"{size['epochs']} epochs, no early stopping. Learning rates: "
         f"{', '.join(f'{r:.0e}' for r in size['rates'])}. Every rate starts from the "

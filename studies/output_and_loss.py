@@ -194,7 +194,7 @@ def measure(pairing, seed, size):
         # Keras warns about the one-unit softmax this study trains on purpose.
         warnings.simplefilter("ignore")
         model.fit(repeated_dataset(x_train, targets, BATCH_SIZE, seed), epochs=1,
-                  steps_per_epoch=steps, verbose=0)
+                  steps_per_epoch=steps, shuffle=False, verbose=0)
         output = keras.ops.convert_to_numpy(model(x_test, training=False))
     return {
         "pairing": pairing.label,

@@ -145,7 +145,8 @@ def measure(x, y, depth, activation, initializer, seed, steps, eager=False):
         warnings.simplefilter("ignore")
         if steps:
             model.fit(repeated_dataset(x, y, BATCH_SIZE, seed), epochs=1,
-                      steps_per_epoch=steps, callbacks=[gradients, activations], verbose=0)
+                      steps_per_epoch=steps, callbacks=[gradients, activations],
+                      shuffle=False, verbose=0)
         else:
             model.fit(x[:PROBE_ROWS], y[:PROBE_ROWS], epochs=0,
                       callbacks=[gradients, activations], verbose=0)
