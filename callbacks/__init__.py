@@ -2,7 +2,9 @@
 
 `GradientMonitor` (vanishing and exploding gradients), `ActivationMonitor`
 (saturated and dead units), `LearningRateFinder` (the learning-rate range
-test) and `OutputLossCheck` (output layer against loss and labels).
+test) and `OutputLossCheck` (output layer against loss and labels). The
+monitors and the check need no arguments (they watch what `fit()` feeds the
+model) and work on the TensorFlow, JAX and PyTorch backends.
 """
 
 from callbacks.activation_monitor import ActivationMonitor

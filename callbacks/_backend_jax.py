@@ -2,13 +2,13 @@
 
 During `fit()` JAX keeps the weights in a state passed from step to step and
 empties the model's variables; `sync` writes the state back (the hook Keras
-offers callbacks, keras#19054), so read the weights only after it.
+offers callbacks, keras#19054), so read the weights only after it. JAX is
+imported where it is used.
 """
 
 import contextlib
 import itertools
 
-import jax
 import numpy as np
 
 from callbacks import _backend
@@ -65,6 +65,8 @@ def sync(model):
 
 
 def loss_and_gradients(model, variables):
+    import jax
+
     positions = {id(v): i for i, v in enumerate(model.trainable_variables)}
     wanted = [positions[id(v)] for v in variables]
 

@@ -1,9 +1,12 @@
-"""TensorFlow backend functions of the callbacks (see `callbacks._backend`)."""
+"""TensorFlow backend functions of the callbacks (see `callbacks._backend`).
+
+TensorFlow is imported where it is used, so that importing this module
+(e.g. collecting doctests under another backend) does not need it.
+"""
 
 import contextlib
 import itertools
 
-import tensorflow as tf
 import numpy as np
 
 from callbacks import _backend
@@ -24,6 +27,8 @@ def around_train_step(model, train_step, around):
 
 
 def peek_batch(args):
+    import tensorflow as tf
+
     (iterator,) = args
     if isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
         batch = iterator.get_next()
@@ -43,6 +48,8 @@ def sync(model):
 
 
 def loss_and_gradients(model, variables):
+    import tensorflow as tf
+
     metric_variables = list(model.metrics_variables)
 
     # No AutoGraph: plain Python control flow, traced once.

@@ -1,11 +1,11 @@
 """PyTorch backend functions of the callbacks (see `callbacks._backend`).
 
 Keras runs PyTorch eagerly: a train step is plain Python, called once per
-batch, and weights are updated in place.
+batch, and weights are updated in place. PyTorch is imported where it is
+used.
 """
 
 import numpy as np
-import torch
 
 
 def make_train_function(model, step):
@@ -40,6 +40,8 @@ def sync(model):
 
 
 def loss_and_gradients(model, variables):
+    import torch
+
     metric_variables = list(model.metrics_variables)
 
     def compute(x, y):
@@ -58,10 +60,12 @@ def loss_and_gradients(model, variables):
 
 
 def inference():
+    import torch
+
     return torch.no_grad()
 
 
 def to_numpy(tensor):
-    if isinstance(tensor, torch.Tensor):
+    if hasattr(tensor, "detach"):
         tensor = tensor.detach().cpu().numpy()
     return np.asarray(tensor)

@@ -330,6 +330,30 @@ def test_counts_steps_with_steps_per_execution(steps_per_execution, steps):
     assert history["grad_norm/hidden_1"][0] > 0
 
 
+@pytest.mark.parametrize(
+    "steps_per_execution", [1, pytest.param(8, marks=several_steps_per_call)]
+)
+def test_works_beside_the_other_zero_argument_callbacks(steps_per_execution):
+    from callbacks import ActivationMonitor, OutputLossCheck
+
+    model = mlp("relu", "he_normal", depth=2)
+    x, y = data()
+    model.compile(optimizer="sgd", loss="binary_crossentropy",
+                  steps_per_execution=steps_per_execution)
+    model.make_train_function()
+    own_function = model.train_function
+    callbacks = [OutputLossCheck(), GradientMonitor(), ActivationMonitor()]
+    history = model.fit(x, y, batch_size=16, epochs=2, callbacks=callbacks,
+                        verbose=0).history
+
+    assert len(history["grad_norm/hidden_1"]) == 2
+    assert len(history["dead_fraction/hidden_1"]) == 2
+    assert callbacks[1].history["step"] == (
+        [1, 8, 16] if steps_per_execution == 1 else [8, 16]
+    )
+    assert model.train_function is own_function
+
+
 @pytest.mark.parametrize("on_vanishing", ["stop", "raise"])
 def test_on_vanishing_stops_or_raises(on_vanishing):
     keras.utils.set_random_seed(0)

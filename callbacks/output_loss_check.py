@@ -366,17 +366,18 @@ class OutputLossCheck(keras.callbacks.Callback):
 
     >>> import numpy as np
     >>> x = np.random.normal(size=(32, 4))
-    >>> y = np.random.randint(0, 3, size=(32,))
+    >>> y = np.arange(32) % 5  # five classes
     >>> head = keras.layers.Dense(3, activation="softmax", name="head")
     >>> model = keras.Sequential([keras.Input((4,)), head])
-    >>> model.compile(loss="categorical_crossentropy")
+    >>> model.compile(loss="sparse_categorical_crossentropy")
     >>> model.fit(x, y, callbacks=[OutputLossCheck()], verbose=0)
     ... # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     callbacks.output_loss_check.OutputLossMismatchError: Output 'head' \
-(softmax, 3 units) does not fit loss categorical_crossentropy: labels of \
-shape (32,) are class ids, but ...
+(softmax, 3 units) does not fit loss sparse_categorical_crossentropy: \
+sparse_categorical_crossentropy needs class ids in [0, 3) for 3 output \
+units; received labels from 0 to 4. ...
     """
 
     def __init__(self, y=None):
