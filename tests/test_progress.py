@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from templates import progress
 from templates.progress import ProgressLine
 from tests.conftest import REPO_ROOT
 
@@ -55,6 +56,32 @@ def test_the_last_line_says_where_training_stopped_and_the_best_epoch():
     lines = log.getvalue().splitlines()
     assert lines[-2].startswith("epoch 5/300  val_loss 0.6  best 0.3 at epoch 2")
     assert lines[-1].startswith("stopped early at epoch 5 of 300; best val_loss 0.3 at epoch 2")
+
+
+def test_a_log_also_gets_a_line_when_every_seconds_have_passed(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    log = io.StringIO()
+    callback = ProgressLine(every_epochs=10, every_seconds=30, stream=log)
+    callback.set_params({"epochs": 20})
+    callback.on_train_begin()
+    for epoch in range(20):
+        now[0] += 4.0  # each epoch takes 4 s: 30 s have passed 8 epochs after a line
+        callback.on_epoch_end(epoch, {"val_loss": 0.5})
+    epochs = [line.split()[1] for line in log.getvalue().splitlines()]
+    assert epochs == ["1/20", "9/20", "10/20", "18/20", "20/20"]
+
+
+def test_without_the_monitored_value_the_line_shows_epochs_and_times():
+    log = io.StringIO()
+    callback = ProgressLine(stream=log)
+    callback.set_params({"epochs": 2})
+    callback.on_train_begin()
+    for epoch in range(2):
+        callback.on_epoch_end(epoch, {"loss": 0.3})
+    callback.on_train_end()
+    assert log.getvalue().splitlines()[-2].startswith("epoch 2/2  0:00 spent")
+    assert log.getvalue().splitlines()[-1].startswith("ran all 2 epochs; 0:00 spent")
 
 
 def test_mode_max_tracks_the_highest_score():
