@@ -80,7 +80,11 @@ def is_startup_line(line):
 def startup_lines_filtered():
     """Holds back file descriptor 2 inside the block; writes it back without start-up lines."""
     _flush_stderr()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (closed): nothing to filter
+        yield
+        return
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
