@@ -5,10 +5,10 @@ TensorFlow 2.21 writes lines such as `oneDNN custom operations are on`,
 machine without a CUDA driver, `E0000 ... failed call to cuInit` straight to
 file descriptor 2, from C++, at two moments: when it is imported, and when a
 process starts its runtime (the first TensorFlow operation or device query).
-`TF_CPP_MIN_LOG_LEVEL` only hides the second kind, and would hide real
-errors too. A tuning search starts the runtime in every trial's forked
-process, so each trial line came after a `cuInit` line; the lines also buried
-the one-line `error: ...` of the command-line tools.
+`TF_CPP_MIN_LOG_LEVEL` hides only some of them, and real errors with them.
+A tuning search starts the runtime in every trial's forked process: without
+this module, each trial line follows a `cuInit` line, and the lines bury the
+one-line `error: ...` of the command-line tools.
 
 `import_quietly` and `start_runtime_quietly` (both called when `templates`
 is imported, so in every process of the kit, forked ones included) hold back
