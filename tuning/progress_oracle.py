@@ -18,6 +18,8 @@ import time
 
 from keras_tuner.engine.trial import TrialStatus
 
+from templates.numbers import format_number
+
 SECONDS = "seconds"
 BEST_EPOCH = "best_epoch"
 
@@ -97,14 +99,14 @@ class ProgressOracle:
         head = (f"trial {trial.trial_id} ({len(self.end_order)}/{self.max_trials}) "
                 f"{trial.status.lower()} in {seconds:.1f}s")
         if trial.status == TrialStatus.COMPLETED:
-            head += (f": {self.objective.name}={trial.score:.4g} "
+            head += (f": {self.objective.name}={format_number(trial.score)} "
                      f"at epoch {_metric(trial, BEST_EPOCH):.0f}")
         else:
             head += f": {failure_reason(trial)}"
         best = self.get_best_trials(1)
         if best and best[0].status == TrialStatus.COMPLETED:
-            head += f"; best {best[0].score:.4g} (trial {best[0].trial_id})"
-        values = " ".join(f"{name}={_short(value)}"
+            head += f"; best {format_number(best[0].score)} (trial {best[0].trial_id})"
+        values = " ".join(f"{name}={format_number(value)}"
                           for name, value in trial.hyperparameters.values.items())
         return f"{head}; {values}"
 
@@ -114,6 +116,3 @@ def _metric(trial, name):
         return float("nan")
     return trial.metrics.get_last_value(name)
 
-
-def _short(value):
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
