@@ -20,8 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from templates.recipe import train
-from templates.training import TrainingConfig
+from templates import binary
 
 # The last rows are held out from both runs, to compare their accuracy.
 HELD_OUT = 0.2
@@ -56,10 +55,10 @@ def run_template(x, y, epochs, validation_fraction):
     timer = EpochTimer()
     frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
     fit_rows = int(len(x) * (1 - HELD_OUT))
-    config = TrainingConfig(epochs=epochs, patience=epochs,
-                            validation_fraction=validation_fraction, seed=0)
-    run = train("binary", frame[:fit_rows], y[:fit_rows], test_features=frame[fit_rows:],
-                test_target=y[fit_rows:], config=config, callbacks=[timer], verbose=0)
+    config = binary.SETTINGS.replace(epochs=epochs, patience=epochs,
+                                     validation_fraction=validation_fraction, seed=0)
+    run = binary.train(frame[:fit_rows], y[:fit_rows], test_features=frame[fit_rows:],
+                       test_target=y[fit_rows:], config=config, callbacks=[timer], verbose=0)
     return timer.samples_per_second(run.metrics["rows"]["train"]), run.metrics["test"]["accuracy"]
 
 
@@ -70,11 +69,11 @@ def run_keras_defaults(x, y, epochs, validation_fraction):
     x_fit, y_fit = x[:fit_rows], y[:fit_rows]
     normalize = keras.layers.Normalization()
     normalize.adapt(x_fit)
-    defaults = TrainingConfig()
+    # The template's default hidden layers (templates/binary.py: depth 2, width 64, ReLU, L2 0.1).
     hidden = [
-        keras.layers.Dense(units, activation=defaults.activation, kernel_initializer="he_normal",
-                           kernel_regularizer=keras.regularizers.L2(defaults.l2))
-        for units in defaults.hidden
+        keras.layers.Dense(64, activation="relu", kernel_initializer="he_normal",
+                           kernel_regularizer=keras.regularizers.L2(0.1))
+        for _ in range(2)
     ]
     model = keras.Sequential([
         keras.Input(shape=(x.shape[1],)), normalize, *hidden,

@@ -34,6 +34,8 @@ class Task:
         name: str, the task's name.
         output_activation: str, the activation of the template's output
             layer; applied to a logits head's outputs when predicting.
+        output_units: int or None, units of the template's output layer;
+            `None` means one unit per class.
         loss: str, the template's loss for labels given as one integer or
             number per row.
         one_hot_loss: str or None, the template's loss for one-hot labels,
@@ -58,6 +60,7 @@ class Task:
 
     name: str
     output_activation: str
+    output_units: "int | None"
     loss: str
     one_hot_loss: "str | None"
     curve_metric: str
@@ -69,6 +72,10 @@ class Task:
     decode_predictions: Callable
     stratify: bool
     default_dataset: str
+
+    def units(self, num_classes):
+        """Returns the number of output units for `num_classes` classes."""
+        return self.output_units or num_classes
 
 
 def _positive_probability(prediction):
@@ -119,6 +126,7 @@ def _sparse_truth(y_true):
 TASKS = {
     "regression": Task(
         name="regression",
+        output_units=1,
         output_activation="linear",
         loss="mean_squared_error",
         one_hot_loss=None,
@@ -138,6 +146,7 @@ TASKS = {
     ),
     "binary": Task(
         name="binary",
+        output_units=1,
         output_activation="sigmoid",
         loss="binary_crossentropy",
         one_hot_loss=None,
@@ -162,6 +171,7 @@ TASKS = {
     ),
     "multiclass": Task(
         name="multiclass",
+        output_units=None,
         output_activation="softmax",
         loss="sparse_categorical_crossentropy",
         one_hot_loss="categorical_crossentropy",

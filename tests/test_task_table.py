@@ -12,7 +12,6 @@ from templates.model import build_model
 from templates.tasks import TASKS
 
 TEMPLATES = {"regression": regression, "binary": binary, "multiclass": multiclass}
-UNITS = {"regression": 1, "binary": 1, "multiclass": 3}
 
 
 def built(task, **values):
@@ -26,7 +25,7 @@ def test_each_templates_output_activation_and_loss_are_the_tables(task):
     model = built(task, hidden=(4,))
     head = model.get_layer("output")
     assert head.activation.__name__ == TASKS[task].output_activation
-    assert head.units == UNITS[task]
+    assert head.units == TASKS[task].units(3)  # make_frame's classes: low, mid, high
     assert model.loss.name == TASKS[task].loss
     assert not model.loss.get_config().get("from_logits", False)
 

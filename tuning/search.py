@@ -1,10 +1,13 @@
-"""Tune a template model: `python -m tuning.search --task binary`.
+"""Tune a template: `python -m tuning.search --template churn.py` or `--task binary`.
 
-Runs a KerasTuner search over `tuning.space.SEARCH_SPACE` (learning rate,
-optimizer, activation, depth, width, dropout, L2, batch size), one line per
-trial. Each trial trains with early stopping up to --max-epochs (Hyperband:
-up to its own budget) and is scored by its best validation loss without
-the L2 penalty (`val_data_loss`: trials with different L2 compare fairly).
+Runs a KerasTuner search over the hyperparameters the template declares
+(`tuning.space.template_space`: the bundled templates declare the learning
+rate, optimizer, activation, depth, width, dropout, L2 and batch size; an
+edited copy searches whatever it declares), one line per trial. Each trial
+runs the template's own `fit_model`, with early stopping up to --max-epochs
+(Hyperband: up to its own budget), and is scored by its best validation
+loss without the L2 penalty (`val_data_loss`: trials with different L2
+compare fairly).
 When the search ends, the best --ensemble configurations (default 3) are
 each retrained on train+validation for their best epoch count, averaged into
 one model and evaluated once on the test split. DIR then holds
