@@ -4,7 +4,7 @@ Keras' own progress output prints one or two lines per epoch: 600 lines for
 a 300-epoch run, where the one number that matters (is validation still
 improving?) scrolls away. `ProgressLine` prints one line that says where the
 run stands: the epoch, the monitored validation score now, the best so far
-and its epoch, the time spent and the most time left. Pass `verbose=0` to
+and its epoch, the time spent and the time left. Pass `verbose=0` to
 `fit` so that Keras prints nothing besides it.
 
 Example:
@@ -22,6 +22,8 @@ Example:
 """
 
 import copy
+import os
+import shutil
 import sys
 import time
 
@@ -39,20 +41,20 @@ class ProgressLine(keras.callbacks.Callback):
     In a terminal (`stream.isatty()`), one line is rewritten in place with
     `\\r` after every epoch, e.g.
 
-        epoch 37/300  val_loss 0.0812  best 0.079 at epoch 30  0:12 spent, at most 1:25 left
+        epoch 37/300  val_loss 0.0812  best 0.079 at epoch 30  0:12 spent, 1:25 left
 
-    and stays on screen when training ends. When the output goes to a file
-    or a pipe, the same line is printed after the first epoch, every
-    `every_epochs` epochs, when `every_seconds` seconds have passed since the
-    last line, and after the last epoch. A final line says whether training
-    ran all its epochs or stopped early (e.g. `EarlyStopping`), and the best
-    epoch. The time left is measured on the epochs after the first (which
-    also builds the model) and assumes that every epoch runs: early stopping
-    only makes it shorter. When `logs` lack `monitor` (no validation data),
-    the line shows the epoch and the times only. Numbers print with 4
-    significant digits. The state is reset by `on_train_begin`, so one
-    instance serves several `fit` calls, and copies made with
-    `copy.deepcopy` share the stream.
+    (cut to the terminal's width) and stays on screen when training ends.
+    When the output goes to a file or a pipe, the same line is printed after
+    the first epoch, every `every_epochs` epochs, when `every_seconds`
+    seconds have passed since the last line, and after the last epoch. A
+    final line says whether training ran all its epochs or stopped early
+    (e.g. `EarlyStopping`), and the best epoch. The time left is measured on
+    the epochs after the first (which also builds the model) and assumes
+    that every epoch runs: early stopping only makes it shorter. When `logs`
+    lack `monitor` (no validation data), the line shows the epoch and the
+    times only. Numbers print with 4 significant digits. The state is reset
+    by `on_train_begin`, so one instance serves several `fit` calls, and
+    copies made with `copy.deepcopy` share the stream.
 
     Args:
         monitor: str, the logged quantity to show and track, e.g.
@@ -181,7 +183,7 @@ class ProgressLine(keras.callbacks.Callback):
         if self._epochs and 1 < self._epoch < self._epochs:
             # The first epoch also builds and traces the model: leave it out.
             per_epoch = (time.monotonic() - self._first_epoch_end) / (self._epoch - 1)
-            times += f", at most {_clock(per_epoch * (self._epochs - self._epoch))} left"
+            times += f", {_clock(per_epoch * (self._epochs - self._epoch))} left"
         parts.append(times)
         return "  ".join(parts)
 
@@ -195,7 +197,10 @@ class ProgressLine(keras.callbacks.Callback):
         return f"{head}; {_clock(time.monotonic() - self._started)} spent"
 
     def _rewrite(self, line):
-        # Spaces wipe what is left of a longer previous line.
+        # A line longer than the terminal wraps, and `\r` would then only
+        # go back to the start of its last row: cut it to fit. Spaces wipe
+        # what is left of a longer previous line.
+        line = line[:_columns(self._out) - 1]
         self._out.write("\r" + line.ljust(self._width))
         self._out.flush()
         self._width = len(line)
@@ -204,6 +209,14 @@ class ProgressLine(keras.callbacks.Callback):
         self._out.write(line + "\n")
         self._out.flush()
         self._last_line, self._last_time = self._epoch, time.monotonic()
+
+
+def _columns(stream):
+    """The width of the terminal `stream` writes to (80 when it cannot tell)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return shutil.get_terminal_size().columns
 
 
 def _clock(seconds):

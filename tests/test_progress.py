@@ -41,13 +41,22 @@ def test_a_log_gets_a_line_every_few_epochs_not_one_per_epoch():
     assert lines[-1].startswith("ran all 300 epochs; best val_loss 0.1 at epoch 300")
 
 
-def test_a_terminal_gets_one_line_rewritten_in_place():
+def test_a_terminal_gets_one_line_rewritten_in_place(monkeypatch):
+    monkeypatch.setattr(progress, "_columns", lambda stream: 200)
     terminal = Terminal()
     drive(ProgressLine(stream=terminal), np.linspace(1.0, 0.1, 300), epochs=300)
     text = terminal.getvalue()
     assert text.count("\r") == 300
     assert text.count("\n") == 2  # the last state stays on screen, then the summary
     assert "epoch 150/300" in text and "left" in text
+
+
+def test_a_terminal_line_is_cut_to_the_terminal_width(monkeypatch):
+    monkeypatch.setattr(progress, "_columns", lambda stream: 40)
+    terminal = Terminal()
+    drive(ProgressLine(stream=terminal), [0.5, 0.4, 0.3], epochs=300)
+    in_place = terminal.getvalue().split("\n")[0].split("\r")[1:]
+    assert [len(line) for line in in_place] == [39, 39, 39]
 
 
 def test_the_last_line_says_where_training_stopped_and_the_best_epoch():
