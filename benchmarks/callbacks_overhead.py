@@ -1,106 +1,191 @@
-"""Wall-time overhead of GradientMonitor and ActivationMonitor.
+"""Wall-time overhead of the zero-argument monitors, on each Keras backend.
 
-Trains the binary template's model (30 numeric columns, hidden (64, 64),
-`steps_per_execution=32`) on 20,000 synthetic rows, with and without each
-monitor, alternating the runs in one process so that they share the machine's
-conditions, and prints each variant's wall time over the baseline's, paired by round.
+For each backend (each in its own process, `KERAS_BACKEND` set), trains a
+30-64-64-1 MLP on synthetic numpy rows with plain Keras and with the
+callbacks as a user plugs them in, with no arguments: `GradientMonitor()`,
+`ActivationMonitor()`, and both with `OutputLossCheck()`. Two compilations
+of the same model:
 
-The timed span is `model.fit()` on a fresh template model, so the monitors'
-one-off costs (the eager warm-up and the tracing of their probe function)
-are included. With `steps_per_execution=32` Keras calls batch callbacks once
-per 32 batches, so `every_n_batches=1` measures every 32 training steps:
-the most often a callback can measure at that setting.
+- "Keras defaults": `compile("adam", "binary_crossentropy")`, one step per
+  call into the compiled function;
+- "template": as `templates/binary.py` compiles it (Adam 1e-3, L2 0.1, He
+  initialisation, accuracy, AUC, precision and recall, and
+  `steps_per_execution=32`; PyTorch runs Keras' only allowed value, 1). The
+  input is numpy arrays, not the templates' `tf.data` pipeline, which is
+  TensorFlow's own.
 
-Run: python -m benchmarks.callbacks_overhead [--rounds 7] [--epochs 5]
+The timed span is `model.fit()` on a freshly built model, so each monitor's
+one-off costs (compiling its measuring step, its first measurement) count.
+The variants run in alternating rounds (the order rotates each round) so
+that they share the machine's conditions; the first round warms up and is
+dropped. Each line gives the median fit time and the median, over rounds, of
+the variant's time over the plain fit of the same round, with the lowest and
+highest of those ratios: a spread far wider than the overhead means the
+rounds are too short or the machine too busy for the figure to hold.
+
+Run: python -m benchmarks.callbacks_overhead [--backends tensorflow jax torch]
+    [--rounds 5] [--epochs 3] [--rows 20000]
 """
 
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from callbacks.activation_monitor import ActivationMonitor  # noqa: E402
-from callbacks.gradient_monitor import GradientMonitor  # noqa: E402
-from templates import binary, preprocessing  # noqa: E402
-from templates.labels import encode_binary_labels  # noqa: E402
-
-ROWS = 20_000
+BACKENDS = ("tensorflow", "jax", "torch")
 COLUMNS = 30
-PROBE_ROWS = 256
 BATCH_SIZE = 32
 SEED = 0
 
 
-def synthetic_data():
+def synthetic_data(rows):
+    import numpy as np
+
     rng = np.random.default_rng(SEED)
-    features = pd.DataFrame(
-        rng.normal(size=(ROWS, COLUMNS)).astype("float32"),
-        columns=[f"x{i}" for i in range(COLUMNS)],
-    )
+    x = rng.normal(size=(rows, COLUMNS)).astype("float32")
     weights = rng.normal(size=COLUMNS)
-    target = (features.to_numpy() @ weights + rng.normal(size=ROWS) > 0).astype(int)
-    return features, encode_binary_labels(pd.Series(target, name="target"))
+    y = (x @ weights + rng.normal(size=rows) > 0).astype("float32")[:, None]
+    return x, y
+
+
+def keras_defaults_model():
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((COLUMNS,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    return model
+
+
+def template_model():
+    import keras
+
+    inputs = keras.Input((COLUMNS,))
+    x = inputs
+    for layer in (1, 2):
+        x = keras.layers.Dense(
+            64,
+            activation="relu",
+            kernel_initializer="he_normal",
+            kernel_regularizer=keras.regularizers.L2(0.1),
+            name=f"hidden_{layer}",
+        )(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(name="auc"),
+            keras.metrics.Precision(name="precision"),
+            keras.metrics.Recall(name="recall"),
+        ],
+        steps_per_execution=1 if keras.backend.backend() == "torch" else 32,
+    )
+    return model
+
+
+def variants():
+    """Name to a function returning the callbacks of one fit."""
+    from callbacks import ActivationMonitor, GradientMonitor, OutputLossCheck
+
+    return {
+        "plain Keras": list,
+        "GradientMonitor()": lambda: [GradientMonitor()],
+        "ActivationMonitor()": lambda: [ActivationMonitor()],
+        "all three, no arguments": lambda: [
+            GradientMonitor(),
+            ActivationMonitor(),
+            OutputLossCheck(),
+        ],
+    }
+
+
+def time_backend(args):
+    """Times every variant on both models; prints one table per model."""
+    import keras
+
+    x, y = synthetic_data(args.rows)
+    backend = keras.backend.backend()
+    for model_name, build in (
+        ("Keras defaults", keras_defaults_model),
+        ("template", template_model),
+    ):
+        spe = build().steps_per_execution
+        make = variants()
+        names = list(make)
+        times = {name: [] for name in names}
+        for round_index in range(args.rounds + 1):
+            shift = round_index % len(names)
+            for name in names[shift:] + names[:shift]:
+                keras.utils.set_random_seed(SEED)
+                model = build()
+                callbacks = make[name]()
+                start = time.perf_counter()
+                model.fit(
+                    x,
+                    y,
+                    batch_size=BATCH_SIZE,
+                    epochs=args.epochs,
+                    callbacks=callbacks,
+                    verbose=0,
+                )
+                times[name].append(time.perf_counter() - start)
+        print(
+            f"{backend}, {model_name} (steps_per_execution={spe}): "
+            f"{args.rows} rows, batch {BATCH_SIZE}, {args.epochs} epochs, "
+            f"{args.rounds} rounds"
+        )
+        plain = times["plain Keras"][1:]
+        for name in names:
+            measured = times[name][1:]
+            ratios = [m / p for m, p in zip(measured, plain)]
+            print(
+                f"  {name:26s} median {statistics.median(measured):6.2f} s  "
+                f"ratio {statistics.median(ratios):5.3f}x "
+                f"(rounds {min(ratios):5.3f}-{max(ratios):5.3f})",
+                flush=True,
+            )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=BACKENDS)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for name in ("rounds", "epochs", "rows"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1; received {getattr(args, name)}")
 
-    features, labels = synthetic_data()
-    inputs = preprocessing.frame_to_inputs(
-        features, preprocessing.column_kinds(features)
-    )
-    dataset = preprocessing.make_dataset(
-        inputs, labels.values, batch_size=BATCH_SIZE, shuffle=True, seed=SEED
-    )
-    probe_x = {name: values[:PROBE_ROWS] for name, values in inputs.items()}
-    probe_y = labels.values[:PROBE_ROWS]
-    variants = {
-        "baseline (no monitor)": lambda: [],
-        "GradientMonitor, default": lambda: [
-            GradientMonitor(probe=(probe_x, probe_y))
-        ],
-        "ActivationMonitor, default": lambda: [ActivationMonitor(probe=probe_x)],
-        "GradientMonitor, every_n_batches=1": lambda: [
-            GradientMonitor(probe=(probe_x, probe_y), every_n_batches=1)
-        ],
-        "ActivationMonitor, every_n_batches=1": lambda: [
-            ActivationMonitor(probe=probe_x, every_n_batches=1)
-        ],
-    }
-    times = {name: [] for name in variants}
-    for _ in range(args.rounds + 1):  # the first round warms up and is dropped
-        for name, make_callbacks in variants.items():
-            keras.utils.set_random_seed(SEED)
-            model = binary.build_model(features, labels, hidden=(64, 64))
-            callbacks = make_callbacks()
-            start = time.perf_counter()
-            model.fit(
-                dataset, epochs=args.epochs, callbacks=callbacks, shuffle=False,
-                verbose=0,
-            )
-            times[name].append(time.perf_counter() - start)
-
-    baseline = times["baseline (no monitor)"][1:]
-    print(
-        f"{ROWS} rows x {COLUMNS} columns, batch {BATCH_SIZE}, {args.epochs} "
-        f"epochs, probe {PROBE_ROWS} rows, {args.rounds} rounds; ratio: "
-        "median over rounds of (variant / baseline of the same round)"
-    )
-    for name, measured in times.items():
-        ratios = [m / b for m, b in zip(measured[1:], baseline)]
-        print(
-            f"{name:38s} median {statistics.median(measured[1:]):6.2f} s  "
-            f"ratio {statistics.median(ratios):5.3f}x"
+    if args.child:
+        time_backend(args)
+        return
+    options = ["--rounds", str(args.rounds), "--epochs", str(args.epochs), "--rows", str(args.rows)]
+    failed = []
+    for backend in args.backends:
+        result = subprocess.run(
+            [sys.executable, "-m", "benchmarks.callbacks_overhead", "--child", *options],
+            env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            check=False,
         )
+        if result.returncode:
+            failed.append(backend)
+    if failed:
+        print(f"error: the benchmark failed on {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
+
 
 if __name__ == "__main__":
     main()
