@@ -113,7 +113,7 @@ def measure_speed(x, y, head, batch_sizes, timed_executions, seed):
         timer = _ExecutionTimer()
         model.fit(common.repeated_dataset(x, y, batch_size, seed), epochs=1,
                   steps_per_epoch=(1 + timed_executions) * STEPS_PER_EXECUTION,
-                  callbacks=[timer], verbose=0)
+                  shuffle=False, callbacks=[timer], verbose=0)
         step = float(np.median(np.diff(timer.ends))) / STEPS_PER_EXECUTION
         speeds[batch_size] = (batch_size / step, step)
     return speeds
@@ -229,7 +229,8 @@ def run(options):
     x, y, x_test, y_test, head = _data(
         options, seeds[0], {"rows": sizes["speed_rows"], "test_rows": sizes["test_rows"]})
     rows = []
-    speed_batches = [b for b in sizes["speed_batches"] if b <= len(x)]
+    # The pipeline repeats the rows, so any batch size can be timed.
+    speed_batches = list(sizes["speed_batches"])
     speeds = measure_speed(x, y, head, speed_batches, sizes["timed_executions"], seeds[0])
     for batch_size, (samples_per_s, step_s) in speeds.items():
         rows.append({"part": "speed", "batch_size": batch_size, "samples_per_s": samples_per_s,
@@ -291,7 +292,7 @@ def run(options):
 - model: MLP {HIDDEN}, ReLU with He initialisation, no L2, no dropout, plain SGD (no momentum), `steps_per_execution={STEPS_PER_EXECUTION}` as the templates, no early stopping;
 - speed: `model.fit` on a shuffled, repeated `tf.data` pipeline (`common.repeated_dataset`) of {len(x)} rows; after the first call into the graph (tracing), the median time of {sizes['timed_executions']} calls of {STEPS_PER_EXECUTION} steps each, taken between Keras' batch callbacks (Keras' per-epoch costs left out), batch sizes {list(speed_batches)}, seed {seeds[0]};
 - memory: `tf.config.experimental.get_memory_info('CPU:0')['peak']` after `reset_memory_stats`, around one `train_on_batch` (after a first one that traces), batch sizes {list(sizes['memory_batches'])} (rows repeated to fill the batch). Below about 2,000 rows the step's tensors are too small for the allocator's statistics and read 0. The computed line is `batch x (inputs + sum(hidden) + outputs) x 4` bytes, the activations kept for the backward pass;
-- quality: {sizes['epochs']} epochs at every batch size (so large batches take fewer steps), learning rate {BASE_LEARNING_RATE} for all ("fixed") or {BASE_LEARNING_RATE} x batch / {BASE_BATCH} ("scaled", Goyal et al.'s linear scaling rule, no warm-up), seeds {list(seeds)}; a run whose loss becomes NaN is stopped and counted as diverged."""
+- quality: {sizes['epochs']} epochs at every batch size (so large batches take fewer steps), learning rate {BASE_LEARNING_RATE} for all ("fixed") or {BASE_LEARNING_RATE} x batch / {BASE_BATCH} ("scaled", Goyal et al.'s linear scaling rule, no warm-up), seeds {list(seeds)}; a run whose loss becomes NaN is stopped and counted as diverged. The table below shows one row per batch size, test losses as means over seeds; `results.csv` holds every measurement."""
     literature = """\
 - Goyal et al. (2017), *Accurate, large minibatch SGD*: scaling the learning rate with the batch (with a warm-up) keeps ImageNet accuracy up to batch 8k. Without the warm-up, the scaled rate is where large batches diverge here, if they do.
 - Keskar et al. (2017), *On large-batch training for deep learning*: at equal epochs large batches generalise worse (sharp minima); in the fixed-rate column that shows as a higher test loss at large batches, confounded with the smaller number of updates.

@@ -284,7 +284,7 @@ def run(options):
 - measured after every epoch, in inference mode, by the `LossCurves` callback of this module: the loss on the training, validation and test rows;
 - early stopping: Keras' `EarlyStopping(monitor="val_loss", min_delta=0, restore_best_weights=True)` rule applied to each recorded validation curve at patiences {list(patiences)}; the test loss of the restored epoch is what it keeps. One real `EarlyStopping` run checks the rule;
 - "overfitting" = (final validation loss - lowest) / lowest; "underfitting" = (validation loss after {early_epoch + 1} epoch(s) - lowest) / lowest;
-- seeds {list(options.seeds)} (data, weights, shuffling)."""
+- seeds {list(options.seeds)} (data, weights, shuffling); the table below shows means over seeds per width, `results.csv` every run."""
     literature = """\
 - Prechelt (1998), *Early stopping - but when?*: validation curves have several local minima, so larger patience finds a lower validation loss at the cost of more epochs; compare the patience line above.
 - Zhang et al. (2017), *Understanding deep learning requires rethinking generalization*: networks with enough parameters fit random labels, which is the training loss falling towards 0 on the flipped labels here; Arpit et al. (2017) show the clean pattern is learned first, then the noise, the shape of the validation curve.
@@ -303,7 +303,8 @@ def run(options):
               "is more at risk of overfitting.",
         protocol=protocol, table=table, verdict=verdict, evidence=evidence,
         literature=literature, settings=settings,
-        figure=_figure(example, table, patiences, width))
+        figure=_figure(example, table, patiences, width),
+        summary_table=table.drop(columns="seed").groupby("width").mean().reset_index())
 
 
 def main(argv=None):

@@ -167,7 +167,7 @@ def _saddle(runs, seed):
 
 
 def _figure(lines, alphas, grid, surface, spread, saddle_rows):
-    figure, axes = common.new_figure(1, 4, width=4.2, height=3.8)
+    figure, axes = common.new_figure(1, 4, width=4.6, height=3.8)
     for label, losses in lines.items():
         axes[0].plot(alphas, losses, label=label)
     axes[0].axvline(0, color="grey", linewidth=0.5)
@@ -175,7 +175,7 @@ def _figure(lines, alphas, grid, surface, spread, saddle_rows):
     axes[0].set(yscale="log", xlabel="alpha (0 = start, 1 = end)", ylabel="training loss",
                 title="loss along straight lines")
     axes[0].legend(fontsize=7)
-    contour = axes[1].contourf(grid, grid, np.log10(surface), levels=20)
+    contour = axes[1].contourf(grid, grid, np.log10(surface), levels=12)
     figure.colorbar(contour, ax=axes[1], label="log10 training loss")
     axes[1].plot([0], [0], "r*")
     axes[1].set(xlabel="direction 1", ylabel="direction 2",
@@ -185,12 +185,14 @@ def _figure(lines, alphas, grid, surface, spread, saddle_rows):
                 title="solutions from different seeds")
     xs = np.linspace(-1.2, 1.2, 61)
     ys = np.linspace(-2.0, 2.0, 81)
-    axes[3].contour(xs, ys, saddle_value(*np.meshgrid(xs, ys)), levels=20, linewidths=0.5)
-    for row in saddle_rows:
+    axes[3].contour(xs, ys, saddle_value(*np.meshgrid(xs, ys)), levels=12, linewidths=0.5,
+                    colors="grey")
+    # Noisy paths first, so that the exact ones stay visible on top.
+    for row in sorted(saddle_rows, key=lambda r: r["gradient_noise"] == 0):
         path = row["path"]
         noisy = row["gradient_noise"] > 0
         axes[3].plot(path[:, 0], path[:, 1], color="tab:orange" if noisy else "tab:blue",
-                     linewidth=0.6 if noisy else 2, alpha=0.6 if noisy else 1)
+                     linewidth=0.6 if noisy else 2.5, alpha=0.5 if noisy else 1)
     axes[3].plot([0], [0], "k+", markersize=12)
     axes[3].set(xlabel="x", ylabel="y",
                 title="toy saddle: exact (blue) and noisy (orange) steps")
@@ -225,13 +227,14 @@ def run(options):
     lines, rows = {}, []
     _, initial, end = trained[base]
     lines[f"init -> solution (seed {base})"] = _line(model, initial, end, x, y, alphas)
-    barriers = []
+    barriers, peaks = [], []
     for other in solution_seeds[1:]:
         label = f"seed {base} -> seed {other}"
         lines[label] = _line(model, end, trained[other][2], x, y, alphas)
         barrier = _barrier(lines[label], alphas)
         ends = (lines[label][np.argmin(np.abs(alphas))] + lines[label][np.argmin(np.abs(alphas - 1))]) / 2
         barriers.append(barrier / ends)
+        peaks.append(barrier)
     for label, losses in lines.items():
         rows += [{"part": "line", "line": label, "alpha": a, "loss": loss}
                  for a, loss in zip(alphas, losses)]
@@ -258,9 +261,11 @@ def run(options):
     monotone = bool(np.all(np.diff(init_line[inside]) <= 0))
     on_line = exact[exact["start"] == "(1, 0)"].iloc[0]
     evidence = "\n".join([
-        (f"- non-convex: the loss on the straight line between two solutions rises up to "
-         f"**{barrier:.1%}** above their mean loss (largest over {len(barriers)} pairs; a "
-         f"convex loss has no bump, SUPPORTED needs >= {MIN_BARRIER:.0%}); "
+        (f"- non-convex: on the straight line between two solutions the loss rises by up to "
+         f"{common.format_number(max(peaks) if peaks else float('nan'))} (1.0 is the loss of "
+         f"predicting the mean), **{barrier:.3g}x** the mean loss of the two ends (largest "
+         f"over {len(barriers)} pairs; a convex loss has no bump, SUPPORTED needs >= "
+         f"{MIN_BARRIER}x); "
          f"{violations:.1%} of the points of the 2-D slice lie above the chord of their "
          "neighbours (a convex function has none)."),
         (f"- seeds: final training losses from {common.format_number(losses.min())} to "
@@ -301,7 +306,8 @@ def run(options):
                 "barrier": barrier, "chord_violations": violations, "spread": spread,
                 "escaped": escaped, "exact_stayed": exact_stayed}
     summary = pd.DataFrame([
-        {"measure": "largest barrier between two solutions (share of their loss)", "value": barrier},
+        {"measure": "largest bump between two solutions (loss)", "value": max(peaks) if peaks else float("nan")},
+        {"measure": "largest bump between two solutions (x their mean loss)", "value": barrier},
         {"measure": "slice points above their neighbours' chord (share)", "value": violations},
         {"measure": "spread of final training losses over seeds ((max - min) / min)", "value": spread},
         {"measure": "lowest final training loss", "value": float(losses.min())},
