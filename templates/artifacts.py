@@ -109,8 +109,9 @@ def curves_figure(history, metric, best_epoch=None):
     `loss` adds the L2 penalty, which dominates it early on (the default
     binary run starts at 25) and hides how well the model fits. Without
     `data_loss` in `history` (a model compiled without `DataLoss`), it shows
-    `loss`. A panel whose largest value is more than `LOG_SCALE_SPAN` times
-    its smallest uses a log scale.
+    `loss`. When the loss's largest value is more than `LOG_SCALE_SPAN`
+    times its smallest, its panel uses a log scale; the metric's panel is
+    always linear (accuracy from 0.2 to 1 reads badly on a log scale).
 
     Args:
         history: dict `{name: per-epoch values}`, Keras' `History.history`.
@@ -138,7 +139,7 @@ def curves_figure(history, metric, best_epoch=None):
                   if key in history}
         for label, values in curves.items():
             axis.plot(range(1, len(values) + 1), values, label=label)
-        if curves and _spans_widely(np.concatenate(list(curves.values()))):
+        if name == loss and curves and _spans_widely(np.concatenate(list(curves.values()))):
             axis.set_yscale("log")
             axis.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             axis.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _: format_number(y)))
@@ -156,8 +157,8 @@ def curves_figure(history, metric, best_epoch=None):
     return figure
 
 
-# A panel switches to a log scale when its largest value is more than this
-# many times its smallest: the default binary run's loss without the L2
+# The loss panel switches to a log scale when its largest value is more than
+# this many times its smallest: the default binary run's loss without the L2
 # penalty falls from 0.56 to 0.08, and on a linear scale looks flat after
 # epoch 40 while it still falls by a quarter.
 LOG_SCALE_SPAN = 3

@@ -55,6 +55,13 @@ def test_the_best_epoch_is_marked_on_both_panels(figure):
         assert "best epoch (120)" in axis.get_legend_handles_labels()[1]
 
 
+def test_the_metric_stays_on_a_linear_scale_even_when_it_spans_widely():
+    history = {**HISTORY, "accuracy": list(np.linspace(0.2, 1.0, EPOCHS))}
+    figure = curves_figure(history, "accuracy")
+    assert figure.axes[1].get_yscale() == "linear"
+    plt.close(figure)
+
+
 def test_a_flat_loss_stays_on_a_linear_scale(tmp_path):
     history = {"loss": [0.5, 0.45, 0.44], "val_loss": [0.5, 0.47, 0.46], "mae": [1.0, 0.9, 0.8],
                "val_mae": [1.0, 0.95, 0.9]}
