@@ -32,6 +32,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # How long a test waits for a search process to reach a state: generous,
 # since other tests may be using every core. Waits end as soon as it is reached.
 WAIT_SECONDS = 300
+# The environment of a search whose output a test reads: without
+# PYTHONUNBUFFERED, as in CI, so that its stdout is a block-buffered pipe.
+BUFFERED_OUTPUT = {name: value for name, value in os.environ.items()
+                   if name != "PYTHONUNBUFFERED"}
 
 
 def search(directory, *arguments, task="multiclass", trials=2):
@@ -135,7 +139,8 @@ def test_same_seed_gives_the_same_hyperparameters(tmp_path):
     assert board(tmp_path / "first")[SPACE_COLUMNS].equals(board(tmp_path / "second")[SPACE_COLUMNS])
 
 
-def _finished_trials(directory):
+def _finished_trials(directory, status="COMPLETED"):
+    """The number of trials in `directory` whose `trial.json` has `status`."""
     trials = os.path.join(directory, "trials")
     names = os.listdir(trials) if os.path.isdir(trials) else []
     done = 0
@@ -143,7 +148,7 @@ def _finished_trials(directory):
         path = os.path.join(trials, name, "trial.json")
         if os.path.isfile(path):
             with open(path) as file:
-                done += json.load(file)["status"] == "COMPLETED"
+                done += json.load(file)["status"] == status
     return done
 
 
@@ -229,14 +234,17 @@ def test_a_worker_killed_mid_search_is_replaced_and_the_search_completes(tmp_pat
         [sys.executable, "-m", "tuning.search", "--task", "multiclass", "--max-trials", "6",
          "--directory", str(tmp_path), *TINY, "--workers", "2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=BUFFERED_OUTPUT,
     )
     lines = output_lines(process)
-    wait_for_line(lines, "trial ")
+    wait_for_line(lines, "trial ")  # printed as the first trial ends, while the workers run
     worker = wait_until(lambda: _children(process.pid), "a worker process", process)[0]
+    finished = _finished_trials(tmp_path)
     os.kill(worker, signal.SIGKILL)
     status = process.wait(timeout=WAIT_SECONDS)
     output = "".join(iter(lambda: lines.get(timeout=WAIT_SECONDS), None))
     assert status == 0, output
+    assert finished < 6, "the worker was killed once every trial had finished"
     rows = board(tmp_path)
     assert len(rows) == 6 and (rows["status"] == "COMPLETED").all()
 
@@ -250,6 +258,8 @@ def test_a_trial_whose_process_dies_fails_and_the_search_goes_on(tmp_path):
          "--directory", str(tmp_path), *TINY], cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, text=True,
     )
+    # Once the first trial is running, the search's only child is its process.
+    wait_until(lambda: _finished_trials(tmp_path, "RUNNING"), "a running trial", process)
     trial = wait_until(lambda: _children(process.pid), "a trial process", process)[0]
     os.kill(trial, signal.SIGKILL)
     output, _ = process.communicate(timeout=WAIT_SECONDS)

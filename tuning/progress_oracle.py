@@ -24,6 +24,17 @@ SECONDS = "seconds"
 BEST_EPOCH = "best_epoch"
 
 
+def print_line(line):
+    """Prints `line` and flushes, so a pipe or a log file gets it as the trial ends.
+
+    Example:
+
+    >>> print_line("trial 01 (1/8) completed in 4.1s")
+    trial 01 (1/8) completed in 4.1s
+    """
+    print(line, flush=True)
+
+
 def failure_reason(trial):
     """Returns the last line of a failed trial's traceback, without the error class."""
     lines = [line for line in (trial.message or "").splitlines() if line.strip()]
@@ -47,11 +58,12 @@ class ProgressOracle:
     Args:
         max_consecutive_failures: int, failed trials in a row that stop the
             search. Defaults to `3`.
-        report: callable taking one line of text. Defaults to `print`.
+        report: callable taking one line of text. Defaults to `print_line`
+            (printed at once, even when stdout is a pipe or a file).
         *args, **kwargs: passed to the KerasTuner oracle.
     """
 
-    def __init__(self, *args, max_consecutive_failures=3, report=print, **kwargs):
+    def __init__(self, *args, max_consecutive_failures=3, report=print_line, **kwargs):
         super().__init__(*args, max_consecutive_failed_trials=None, **kwargs)
         self.max_consecutive_failures = max_consecutive_failures
         self.report = report
