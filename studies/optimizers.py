@@ -43,8 +43,9 @@ BATCH_SIZE = 32
 EPOCHS = 30
 TRAIN_ROWS, VALIDATION_ROWS, TEST_ROWS = 512, 256, 512
 # The target: this multiple of the lowest seed-mean final validation loss of
-# any optimizer at its tuned rate.
-TARGET_FACTOR = 1.25
+# any optimizer at its tuned rate. (At 1.25, no run at the shared rate reached
+# the target within the epochs, and the comparison said nothing.)
+TARGET_FACTOR = 2.0
 
 QUICK = {"grid": (1e-3, 3e-2), "epochs": 3}
 
