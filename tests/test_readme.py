@@ -194,6 +194,21 @@ def test_every_option_a_page_names_belongs_to_one_of_its_commands(page):
         f"({', '.join(sorted(target for _, target in parsers))}) has: {sorted(named - known)}")
 
 
+# The reference page that documents every option of a command.
+REFERENCES = {"docs/templates.md": [("module", "templates.binary"), ("module", "templates.predict")],
+              "docs/tuning.md": [("module", "tuning.search")]}
+
+
+@pytest.mark.parametrize("page", sorted(REFERENCES))
+def test_reference_page_documents_every_option(page):
+    prose = re.sub(r"```.*?```", "", (ROOT / page).read_text(), flags=re.DOTALL)  # not examples
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", prose))
+    for kind, target in REFERENCES[page]:
+        options = set(re.findall(r"--[a-z][a-z0-9-]*", command_parser(kind, target).format_help()))
+        missing = sorted(options - named - {"--help"})
+        assert not missing, f"{page} does not document these options of `python -m {target}`: {missing}"
+
+
 PYTHON_BLOCKS = [(page, index, code, marker) for page in PAGES
                  for index, (code, marker) in enumerate(code_blocks(page.read_text(), "python"))]
 
