@@ -11,10 +11,15 @@ Every backend module provides:
   `model.train_function`, built the way Keras builds it, from `step`, a
   function with the signature of `model.train_step`.
 - `around_train_step(model, train_step, around)`: a step with the
-  signature of `train_step` that calls `around(data, run, forward)`, where
-  `run()` runs `train_step` and returns its logs, and `forward` is None
-  when layer outputs can be seen during `run()`, else a function of `x`
-  running the forward pass again on the step's weights (JAX).
+  signature of `train_step` that calls `around(data, run)`, where `run()`
+  runs `train_step` and returns its logs.
+- `output_recorder(outputs)`: a function `record(layer_name, output)`
+  called by every layer during the step, filling the dict `outputs`:
+  with the output tensors (TensorFlow, PyTorch), or, on JAX, whose
+  forward pass runs inside `jax.value_and_grad` and cannot let tensors
+  out, with `None` at trace time replaced by a bool "all finite" sent to
+  the host when the step runs.
+- `wait()`: waits until what `output_recorder` sends to the host arrived.
 - `peek_batch(args)`: given the arguments of a train function call, returns
   `(batch, args)`: the first batch of the call and arguments that still
   feed that batch to the train function.

@@ -20,6 +20,8 @@ def make_train_function(model, step):
 
 
 def around_train_step(model, train_step, around):
+    del model
+
     def step(state, data):
         new_state = []
 
@@ -28,16 +30,46 @@ def around_train_step(model, train_step, around):
             new_state.append(state_after)
             return logs
 
-        def forward(x):
-            # Layer outputs traced inside `jax.value_and_grad` cannot leave
-            # it: a second forward pass, on the same weights, shows them.
-            kwargs = {"training": True} if model._call_has_training_arg else {}
-            model.stateless_call(state[0], state[1], x, **kwargs)
-
-        logs = around(data, run, forward)
+        logs = around(data, run)
         return logs, new_state[0]
 
     return step
+
+
+def output_recorder(outputs):
+    """Records whether each layer output is finite, delivered to the host.
+
+    The forward pass runs inside `jax.value_and_grad`, whose values cannot
+    leave it as step outputs: `jax.debug.callback` sends each layer's
+    "all finite" flag to the host when the step runs. The layer names enter
+    `outputs` at trace time (in call order, with the value `None`); the
+    flags replace them when the step runs (`wait()` first).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def storing(name):
+        # A closure, not functools.partial: JAX flattens partials' arguments.
+        def store(flag):
+            outputs[name] = bool(flag)
+
+        return store
+
+    def record(name, output):
+        for tensor in jax.tree_util.tree_leaves(output):
+            if jnp.issubdtype(tensor.dtype, jnp.floating):
+                outputs.setdefault(name, None)
+                jax.debug.callback(storing(name), jnp.all(jnp.isfinite(tensor)))
+                return
+
+    return record
+
+
+def wait():
+    """Waits until the flags sent by `output_recorder` have arrived."""
+    import jax
+
+    jax.effects_barrier()
 
 
 def peek_batch(args):

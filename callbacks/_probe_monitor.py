@@ -21,8 +21,8 @@ class ProbeMonitor(keras.callbacks.Callback):
 
     Two ways to measure:
 
-    - on a probe (`probe` set, or taken from the first training batch by
-      `_probe_from_batch`): `_build_measure(probe)` returns a function of no
+    - on a probe (`probe` set, or else the inputs of the first training
+      batch, seen before its step runs): `_build_measure(probe)` returns a function of no
       arguments returning the log entries as a dict of floats. Schedule: one
       measurement when the probe is known (when training begins for a given
       probe, the reference later measurements are compared with), one every

@@ -13,9 +13,9 @@ dispatcher which, for the call a callback asked about:
   wrapped so that, while it runs (traced once on TensorFlow and JAX, every
   call on PyTorch), the optimizer's `apply` is replaced by a wrapper that
   keeps the gradients it receives (before clipping) and the weights before
-  and after the update, and every leaf layer's `call` keeps its output (on
-  JAX, whose traced gradient computation cannot let them out, from a second
-  forward pass of the batch on the same weights). The
+  and after the update, and every leaf layer's `call` records its output
+  (on JAX, whose traced gradient computation cannot let tensors out, a flag
+  "all finite" sent to the host: see `callbacks._backend`). The
   callbacks turn these into a few tensors, returned in the step's logs
   under a private key that the callback removes.
 
@@ -113,20 +113,13 @@ class _Hub:
         model = self.model
         backend = self.backend
 
-        def around(data, run, forward):
+        def around(data, run):
             applied = {}
             outputs = {}
-            if forward is None:
-                with _capturing_apply(model.optimizer, applied), _capturing_outputs(
-                    model, outputs
-                ):
-                    logs = run()
-            else:
-                with _capturing_apply(model.optimizer, applied):
-                    logs = run()
-                x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-                with _capturing_outputs(model, outputs):
-                    forward(x)
+            with _capturing_apply(model.optimizer, applied), _capturing_outputs(
+                model, backend.output_recorder(outputs)
+            ):
+                logs = run()
             logs = dict(logs)
             with backend.inference():
                 for callback in callbacks:
@@ -175,12 +168,12 @@ def _capturing_apply(optimizer, applied):
 
 
 @contextlib.contextmanager
-def _capturing_outputs(model, outputs):
-    """Wraps every leaf layer's `call` to keep its output in `outputs`.
+def _capturing_outputs(model, record):
+    """Wraps every leaf layer's `call` to call `record(name, output)`.
 
-    `outputs` maps layer names to outputs in the order the layers were first
-    called; a later call of a layer replaces its output (building a
-    subclassed model calls its layers on placeholders first).
+    The backend's recorder keeps outputs by layer name, in the order the
+    layers were first called; a later call of a layer replaces its output
+    (building a subclassed model calls its layers on placeholders first).
     """
     leaves = [
         layer
@@ -190,12 +183,12 @@ def _capturing_outputs(model, outputs):
     ]
 
     def recording(layer, call):
-        def record(*args, **kwargs):
+        def call_and_record(*args, **kwargs):
             output = call(*args, **kwargs)
-            outputs[layer.name] = output
+            record(layer.name, output)
             return output
 
-        return record
+        return call_and_record
 
     for layer in leaves:
         layer.__dict__["call"] = recording(layer, layer.call)

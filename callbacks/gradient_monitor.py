@@ -265,11 +265,17 @@ class GradientMonitor(ProbeMonitor):
         self._all_variables = []
         self._monitored = []
         self._output_names = []
+        self._host_outputs = None
         self._not_finite = None
         self._clip = None
         self._writer = None
 
-    _TRANSIENT = ProbeMonitor._TRANSIENT + ("_all_variables", "_monitored", "_writer")
+    _TRANSIENT = ProbeMonitor._TRANSIENT + (
+        "_all_variables",
+        "_monitored",
+        "_writer",
+        "_host_outputs",
+    )
 
     vanishing_layers = property(lambda self: self._flagged["vanishing"])
     exploding_layers = property(lambda self: self._flagged["exploding"])
@@ -413,8 +419,13 @@ class GradientMonitor(ProbeMonitor):
             updates.append(
                 ops.sqrt(squared(ops.subtract(applied["after"][i], before)))
             )
+        # On JAX the flags reach `outputs` on the host when the step runs.
+        on_host = any(output is None for output in outputs.values())
+        self._host_outputs = outputs if on_host else None
         names, finite = [], []
         for name, output in outputs.items():
+            if output is None:
+                continue
             for tensor in keras.tree.flatten(output):
                 dtype = keras.backend.standardize_dtype(tensor.dtype)
                 if keras.backend.is_float_dtype(dtype):
@@ -437,10 +448,14 @@ class GradientMonitor(ProbeMonitor):
         return result
 
     def _step_values(self, value):
-        to_numpy = _backend.get("GradientMonitor").to_numpy
+        backend = _backend.get("GradientMonitor")
         squares, weights, updates, finite, *gradients = [
-            to_numpy(t).astype("float64") for t in value
+            backend.to_numpy(t).astype("float64") for t in value
         ]
+        if self._host_outputs is not None:
+            backend.wait()
+            self._output_names = list(self._host_outputs)
+            finite = np.array([bool(f) for f in self._host_outputs.values()])
         all_norms = np.sqrt(squares)
         position = {id(v): i for i, v in enumerate(self._all_variables)}
         norms = all_norms[[position[id(v)] for v in self._monitored]]
