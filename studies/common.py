@@ -210,12 +210,17 @@ def parse_options(name, argv=None, accepts_csv=False):
     data = None
     if accepts_csv:
         data = _user_data_from_args(args)
+    output = args.output or OUTPUT_ROOT / name
+    shown = list(argv)
+    if output == OUTPUT_ROOT / name and "--output" in shown:
+        # The default folder needs no flag to reproduce the run.
+        del shown[shown.index("--output"):shown.index("--output") + 2]
     return StudyOptions(
         seeds=tuple(seeds),
         quick=args.quick,
-        output=args.output or OUTPUT_ROOT / name,
+        output=output,
         data=data,
-        command=" ".join(["python", "-m", f"studies.{name}", *argv]),
+        command=" ".join(["python", "-m", f"studies.{name}", *shown]),
     )
 
 

@@ -41,16 +41,18 @@ MINI_BATCH = 32
 MODES = ("batch", "minibatch", "stochastic")
 FULL = {
     "train_rows": 1024,
-    "rates": (0.003, 0.01, 0.03, 0.1, 0.3),
+    # Each mode's grid, around the rates that suit its batch size.
+    "rates": {"batch": (0.01, 0.03, 0.1, 0.3), "minibatch": (0.01, 0.03, 0.1, 0.3),
+              "stochastic": (0.003, 0.01, 0.03)},
     # Updates per mode: 200 epochs of batch descent, 15 epochs of mini-batches,
-    # 3 epochs of single rows.
-    "updates": {"batch": 200, "minibatch": 480, "stochastic": 3072},
+    # 1 epoch of single rows.
+    "updates": {"batch": 200, "minibatch": 480, "stochastic": 1024},
     "cosine_batches": 64,
     "rough_window": 100,
 }
 QUICK = {
     "train_rows": 1024,
-    "rates": (0.01,),
+    "rates": {"batch": (0.01,), "minibatch": (0.01,), "stochastic": (0.01,)},
     "updates": {"batch": 12, "minibatch": 32, "stochastic": 64},
     "cosine_batches": 8,
     "rough_window": 10,
@@ -61,6 +63,8 @@ QUICK = {
 STEP_COST_RATIO = 2.0
 NO_COST_RATIO = 1.2
 AS_GOOD = 1.05
+# The loss is measured after each of the first updates too, where it moves most.
+EARLY_UPDATES = 10
 
 
 def cosine(a, b):
@@ -115,18 +119,24 @@ class _Tracker(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.step_seconds.append(time.perf_counter() - self._started)
         step = batch + 1
-        if step % self.every == 0 or step >= self.dense_from:
+        if step <= EARLY_UPDATES or step % self.every == 0 or step >= self.dense_from:
             self.points.append({"updates": step, "seconds": float(np.sum(self.step_seconds)),
                                 **self._losses()})
 
 
-def _oscillation(losses):
+def roughness(losses):
+    """How much a loss curve moves per update: mean of |change| / previous value.
+
+    Also returns the share of that movement that goes up (0: the loss falls
+    at every update). Both are `nan` when a value is not finite.
+    """
     losses = np.asarray(losses, dtype=float)
     if not np.isfinite(losses).all():
-        return float("nan")
+        return float("nan"), float("nan")
     changes = np.diff(losses)
     moved = np.abs(changes).sum()
-    return float(changes[changes > 0].sum() / moved) if moved > 0 else 0.0
+    upward = float(changes[changes > 0].sum() / moved) if moved > 0 else 0.0
+    return float(np.mean(np.abs(changes) / losses[:-1])), upward
 
 
 def train_mode(model, start, data, mode, rate, size, seed):
@@ -150,6 +160,7 @@ def train_mode(model, start, data, mode, rate, size, seed):
     curve = pd.DataFrame(tracker.points)
     curve["epochs"] = curve.updates * batch_size / len(x_train)
     window = curve[curve.updates >= updates - size["rough_window"]].train
+    rough, upward = roughness(window)
     seconds = np.array(tracker.step_seconds)
     return {
         "mode": mode, "batch_size": batch_size, "learning_rate": rate, "updates": updates,
@@ -157,7 +168,8 @@ def train_mode(model, start, data, mode, rate, size, seed):
         "ms_per_step_p25": 1000 * float(np.percentile(seconds, 25)),
         "ms_per_step_median": 1000 * float(np.median(seconds)),
         "train_seconds": float(seconds.sum()),
-        "roughness": _oscillation(window),
+        "roughness": rough,
+        "upward_share": upward,
         "final_validation_loss": float(curve.validation.iloc[-1]),
         "final_test_loss": float(curve.test.iloc[-1]),
         "curve": curve, "weights": model.get_weights(),
@@ -184,10 +196,10 @@ def run_seed(seed, size):
     data = {"train": (x_train, y_train), "validation": (x_val, y_val), "test": (x_test, y_test)}
     seed_everything(seed)
     model = mlp(x.shape[1], HIDDEN)
-    model.compile(optimizer=keras.optimizers.SGD(size["rates"][0], momentum=0.0), loss="mse")
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.0), loss="mse")
     start = model.get_weights()
     runs = [train_mode(model, start, data, mode, rate, size, seed)
-            for mode in MODES for rate in size["rates"]]
+            for mode in MODES for rate in size["rates"][mode]]
     tuned = {}
     for mode in MODES:
         candidates = [r for r in runs if r["mode"] == mode]
@@ -254,7 +266,8 @@ def run(options):
     table = pd.DataFrame(rows)
     tuned = table[table.tuned]
     columns = ["learning_rate", "ms_per_step_p25", "ms_per_step_median", "epochs",
-               "cosine_init", "cosine_trained", "roughness", "test_loss_equal_epochs",
+               "cosine_init", "cosine_trained", "roughness", "upward_share",
+               "test_loss_equal_epochs",
                "test_loss_equal_updates", "test_loss_equal_seconds"]
     summary = tuned.groupby("mode", sort=False, as_index=False)[columns].agg(
         {**{c: "mean" for c in columns}, "learning_rate": lambda r: float(np.exp(np.log(r).mean()))}
@@ -273,10 +286,10 @@ def run(options):
         f"gradient cosine at init: stochastic {cos['stochastic']:.2f} < mini-batch "
         f"{cos['minibatch']:.2f} < batch {cos['batch']:.2f}":
             cos["stochastic"] < cos["minibatch"] < cos["batch"],
-        f"roughness (share of upward movement, last {size['rough_window']} updates): "
-        f"stochastic {rough['stochastic']:.2f} > mini-batch {rough['minibatch']:.2f} >= "
-        f"batch {rough['batch']:.2f}":
-            rough["stochastic"] > rough["minibatch"] >= rough["batch"],
+        f"roughness (mean relative change of the training loss per update, last "
+        f"{size['rough_window']} updates): stochastic {rough['stochastic']:.2g} > "
+        f"mini-batch {rough['minibatch']:.2g} > batch {rough['batch']:.2g}":
+            rough["stochastic"] > rough["minibatch"] > rough["batch"],
         f"at equal time the mini-batch test loss {equal_time['minibatch']:.3g} is within "
         f"{AS_GOOD}x of the best ({best_time:.3g})":
             bool(equal_time["minibatch"] <= AS_GOOD * best_time),
@@ -322,12 +335,16 @@ def run(options):
         f"{size['updates']['minibatch']} updates), stochastic (1 row, "
         f"{size['updates']['stochastic']} updates); rows reshuffled every pass. "
         f"Plain SGD (no momentum, no schedule), no early stopping; each mode's "
-        f"learning rate picked from {list(size['rates'])} by the final validation loss.\n"
+        "learning rate picked by the final validation loss from its grid: "
+        + "; ".join(f"{mode} {list(rates)}" for mode, rates in size["rates"].items())
+        + ".\n"
         "- Measured: every step's time (the clock stops while measuring); the MSE on "
-        "the whole training, validation and test sets at about 50 checkpoints and "
-        f"after each of the last {size['rough_window']} updates; roughness = the share "
-        "of the whole-training-set loss's movement that goes up over those last "
-        "updates; cosine between the gradient of a random batch of the mode's size and "
+        f"the whole training, validation and test sets after each of the first "
+        f"{EARLY_UPDATES} updates, at about 50 checkpoints and "
+        f"after each of the last {size['rough_window']} updates; roughness = the mean "
+        "relative change |L(t+1) - L(t)| / L(t) of the whole-training-set loss over "
+        "those last updates (`upward_share`: the share of that movement that goes "
+        "up); cosine between the gradient of a random batch of the mode's size and "
         f"the full-training-set gradient, mean over {size['cosine_batches']} batches, at "
         "the initial weights and at the tuned mini-batch run's final weights.\n"
         "- Equal epochs / updates / time: each tuned run's test loss at the smallest "
@@ -361,7 +378,8 @@ def run(options):
         settings={
             "hidden": list(HIDDEN), "optimizer": "SGD", "momentum": 0.0,
             "mini_batch": MINI_BATCH, "train_rows": size["train_rows"],
-            "updates": size["updates"], "learning_rates": list(size["rates"]),
+            "updates": size["updates"],
+            "learning_rates": {m: list(r) for m, r in size["rates"].items()},
             "cosine_batches": size["cosine_batches"], "rough_window": size["rough_window"],
             "l2": 0.0, "dropout": 0.0, "early_stopping": False,
             "thresholds": {"step_cost_ratio": STEP_COST_RATIO,

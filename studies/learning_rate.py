@@ -216,15 +216,17 @@ def _figure(table, curves_by_seed, finders, best_rate):
     seed = min(curves_by_seed)
     rates = sorted(curves_by_seed[seed])
     cmap = colormaps["viridis"]
+    top = 10 * table[table.seed == seed].initial_loss.iloc[0]
     for i, rate in enumerate(rates):
         curve = np.array(curves_by_seed[seed][rate], dtype=float)
-        curve[~np.isfinite(curve)] = np.nan
+        # A diverged curve runs off the top of the plot.
+        curve[~np.isfinite(curve) | (curve > 10 * top)] = 10 * top
         axes[0].plot(np.arange(len(curve)), curve, color=cmap(i / max(len(rates) - 1, 1)),
                      label=f"{rate:.0e}")
     target = table[table.seed == seed].target_loss.iloc[0]
     axes[0].axhline(target, color="k", linestyle=":", label="target")
     axes[0].set_yscale("log")
-    axes[0].set_ylim(top=max(10 * table[table.seed == seed].initial_loss.iloc[0], target))
+    axes[0].set_ylim(top=top)
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("training loss")
     axes[0].set_title(f"SGD, one curve per learning rate (seed {seed})")
@@ -249,9 +251,9 @@ def _figure(table, curves_by_seed, finders, best_rate):
     smoothed = smoothed[np.isfinite(smoothed)]
     if smoothed.size:
         twin.set_ylim(smoothed.min() * 0.9, min(smoothed.max(), 4 * smoothed.min()) * 1.1)
-    for name, rate in _suggestions(finder).items():
+    for height, (name, rate) in zip((0.03, 0.3, 0.57), _suggestions(finder).items()):
         axes[1].axvline(rate, color="C1", linestyle=":", alpha=0.7)
-        axes[1].annotate(name, (rate, 0.02), xycoords=("data", "axes fraction"),
+        axes[1].annotate(f" {name}", (rate, height), xycoords=("data", "axes fraction"),
                          rotation=90, fontsize=7, color="C1")
     twin.set_ylabel("finder loss", color="C1")
     axes[1].set_xscale("log")
