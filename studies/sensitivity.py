@@ -82,16 +82,17 @@ def _train(template, features, target, config, score_metric):
     return (score if math.isfinite(score) else float("nan")), run.metrics["epochs_run"]
 
 
-def _effects(table, default_score, noise):
+def _effects(table, noise):
+    """Each setting's largest mean change of the score, paired with the defaults seed by seed."""
     rows = []
     changed = table[table["setting"] != "default"]
     for setting, group in changed.groupby("setting", sort=False):
-        means = group.groupby("value", sort=False)["score"].mean()
-        change = (means - default_score).abs().fillna(float("inf"))  # NaN: the run failed
-        worst = change.idxmax()
-        rows.append({"setting": setting, "effect": float(change.max()),
-                     "largest_change_at": str(worst), "mean_score_there": float(means[worst]),
-                     "effect_over_seed_sd": float(change.max() / noise) if noise > 0 else float("nan")})
+        means = group.groupby("value", sort=False)["change"].mean()
+        size = means.abs().fillna(float("inf"))  # NaN: the run failed
+        worst = size.idxmax()
+        rows.append({"setting": setting, "effect": float(size.max()),
+                     "largest_change_at": str(worst), "mean_change_there": float(means[worst]),
+                     "effect_over_seed_sd": float(size.max() / noise) if noise > 0 else float("nan")})
     return pd.DataFrame(rows).sort_values("effect", ascending=False).reset_index(drop=True)
 
 
@@ -106,23 +107,23 @@ def _verdict(effects, default_score, noise):
     return "INCONCLUSIVE"
 
 
-def _figure(table, effects, default_score, space, score_metric):
+def _figure(table, effects, score_metric):
     settings = list(effects["setting"])
-    figure, axes = common.new_figure(1, 2, width=6.0, height=max(3.6, 0.45 * len(settings) + 1))
-    axes[0].barh(settings[::-1], effects["effect"].replace(np.inf, np.nan)[::-1])
-    axes[0].set(xlabel=f"largest change of mean test {score_metric}",
-                title="one setting changed at a time")
     changed = table[table["setting"] != "default"]
-    for row, setting in enumerate(settings[::-1]):
-        group = changed[changed["setting"] == setting]
-        axes[1].scatter(group["score"], [row] * len(group), s=14, alpha=0.7)
-        for value, scores in group.groupby("value", sort=False)["score"]:
-            axes[1].annotate(str(value), (scores.mean(), row), fontsize=7,
-                             xytext=(0, 5), textcoords="offset points", ha="center")
-    axes[1].axvline(default_score, color="grey", linestyle="--", label="defaults (mean)")
-    axes[1].set_yticks(range(len(settings)), settings[::-1])
-    axes[1].set(xlabel=f"test {score_metric} per seed", title="every run")
-    axes[1].legend(fontsize=8)
+    labels = [(setting, value) for setting in settings
+              for value in dict.fromkeys(changed[changed["setting"] == setting]["value"])]
+    figure, axes = common.new_figure(1, 2, width=6.0, height=max(3.6, 0.3 * len(labels) + 1))
+    axes[0].barh(settings[::-1], effects["effect"].replace(np.inf, np.nan)[::-1])
+    axes[0].set(xlabel=f"largest mean change of test {score_metric}",
+                title="one setting changed at a time")
+    for row, (setting, value) in enumerate(labels[::-1]):
+        runs = changed[(changed["setting"] == setting) & (changed["value"] == value)]["change"]
+        axes[1].scatter(runs, [row] * len(runs), s=14, alpha=0.6, color="tab:blue")
+        axes[1].scatter([runs.mean()], [row], marker="|", s=200, color="black")
+    axes[1].axvline(0, color="grey", linestyle="--")
+    axes[1].set_yticks(range(len(labels)), [f"{s}={v}" for s, v in labels[::-1]], fontsize=8)
+    axes[1].set(xlabel=f"test {score_metric} minus the defaults' (same seed)",
+                title="each change, per seed (bar: mean)")
     return figure
 
 
@@ -154,10 +155,11 @@ def run(options):
                          "epochs_run": epochs})
     table = pd.DataFrame(rows)
     table["value"] = table["value"].astype(str)
-    default_scores = table[table["setting"] == "default"]["score"]
+    default_scores = table[table["setting"] == "default"].set_index("seed")["score"]
+    table["change"] = table["score"] - table["seed"].map(default_scores)
     default_score = float(default_scores.mean())
     noise = float(default_scores.std(ddof=1)) if len(default_scores) > 1 else float("nan")
-    effects = _effects(table, default_score, noise)
+    effects = _effects(table, noise)
     verdict = _verdict(effects, default_score, noise)
 
     # The tuning report's importance, fitted to the same runs as if they were trials.
@@ -174,9 +176,10 @@ def run(options):
     top = effects.head(3)
     matters = effects[effects["effect"] > NOISE_FACTOR * noise] if np.isfinite(noise) else effects.iloc[:0]
     evidence = "\n".join([
-        (f"- largest effects on the mean test {score_metric} (defaults: "
-         f"{common.format_number(default_score)}, seed sd {common.format_number(noise)}): "
-         + "; ".join(f"**{r.setting}** {common.format_number(r.effect)} (at {r.largest_change_at})"
+        (f"- largest effects on the test {score_metric} (defaults: "
+         f"{common.format_number(default_score)}, seed sd {common.format_number(noise)}), mean "
+         "change against the defaults on the same seeds: "
+         + "; ".join(f"**{r.setting}** {r.mean_change_there:+.3g} (at {r.largest_change_at})"
                      for r in top.itertuples())
          + f". SUPPORTED needs the largest > {NOISE_FACTOR} seed sd and >= "
          f"{MIN_RELATIVE_EFFECT:.0%} of the default score; CONTRADICTED if none exceeds "
@@ -192,7 +195,7 @@ def run(options):
 - data: {source}, the template's own split (test 20 %, validation 20 % of the rest) and preprocessing;
 - model and training: `templates/{task}.py` itself: its defaults ({', '.join(f'{k}={v}' for k, v in defaults.items())}), its early stopping (patience {settings.patience}, best weights restored, at most {settings.epochs} epochs). The defaults include the template's L2 of {defaults.get('l2')} and its early stopping, because they are what is studied;
 - changes, one at a time: every other declared choice of a categorical hyperparameter, each end of a numeric range or of numeric choices ({len(changes)} changes: {', '.join(f'{n}={v}' for n, v in changes)}); depth and width change `hidden` with the other at its default;
-- score: the template's test {score_metric} (higher is better); effect of a setting: the largest |mean over seeds - defaults' mean| over its changes (a failed run counts as infinite); the defaults run on seeds {list(options.seeds)} (split, weights, shuffling), each change on seeds {list(options.seeds[:CHANGE_SEEDS])};
+- score: the template's test {score_metric} (higher is better); the change of a run is its score minus the defaults' score on the same seed (same split and shuffling); effect of a setting: the largest |mean change| over its changes (a failed run counts as infinite), set against the defaults' standard deviation over seeds, which includes the split's variation and so is a cautious yardstick; the defaults run on seeds {list(options.seeds)} (split, weights, shuffling), each change on seeds {list(options.seeds[:CHANGE_SEEDS])};
 - second opinion: `tuning.importance.importance` (a random forest on the score's rank, as in the tuning report) fitted to these runs as if they were trials of a search."""
     literature = """\
 - Bergstra & Bengio (2012), *Random search for hyper-parameter optimization*: only a few hyperparameters matter much for a given data set, and which ones changes from one data set to another; read the ranking above as this data set's.
@@ -213,7 +216,7 @@ def run(options):
               "others.",
         protocol=protocol, table=table, verdict=verdict, evidence=evidence,
         literature=literature, settings=settings_record,
-        figure=_figure(table, effects, default_score, space, score_metric),
+        figure=_figure(table, effects, score_metric),
         summary_table=summary)
 
 
