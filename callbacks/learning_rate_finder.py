@@ -41,26 +41,25 @@ def _descent(losses):
 def suggest_learning_rates(learning_rates, losses):
     """Three suggested learning rates read off a range test's loss curve.
 
-    The curve's first tenth gives the level it started from (see below); the
-    descent runs from the last point at that level to the lowest point.
+    The curve's first tenth (at least 3 points while 2 are left) is noisy in
+    a sweep, where the smoothed loss averages only a few batches: its median
+    is the level the curve started from, and the lowest point is looked for
+    after it. The descent is the part of the curve that makes the last 90%
+    of the drop from that level to the lowest point. Looking for the
+    steepest slope and the valley within the descent keeps the noise of the
+    flat start of a sweep from counting as descent.
 
     - `"minimum"`: the rate at the lowest loss, divided by 10 (fastai's
       `lr_min / 10`): at the minimum the loss is about to blow up, one order
       of magnitude lower it still falls fast and stays stable.
     - `"steepest"`: where the loss falls fastest against the logarithm of
-      the rate, within the descent (the geometric mean of the two rates of
-      the steepest segment).
+      the rate, within the descent, measured over a twentieth of the curve
+      (so that batch-to-batch noise averages out): the geometric mean of
+      the rates at both ends of the steepest such stretch.
     - `"valley"`: the middle, on the log scale, of the longest valley within
       the descent: the longest chain of points, in order, over which the
       loss keeps falling (a longest decreasing subsequence, so small bumps do
       not cut it short), as fastai's `valley`.
-
-    Looking for the steepest slope and the valley within the descent keeps
-    the noise of the flat start of a sweep from counting as descent. The
-    first tenth of the curve (at least 3 points while 2 are left) is noisy
-    in a sweep, where the smoothed loss averages only a few batches: its
-    median is the starting level, and the lowest point is looked for after
-    it.
 
     Args:
         learning_rates: sequence of float, increasing positive rates.
@@ -99,15 +98,14 @@ def suggest_learning_rates(learning_rates, losses):
         )
     log_rates = np.log(rates)
     _, begin, lowest = _descent(losses)
-    if begin == lowest:
-        # No descent: the whole curve, for want of better.
-        begin, lowest = 0, len(losses) - 1
+    # Without a descent, the whole curve, for want of better.
+    begin, end = (begin, lowest) if begin < lowest else (0, len(losses) - 1)
 
     # Slopes over a twentieth of the curve: noise from batch to batch
     # averages out, a real descent does not.
-    window = max(1, min(len(losses) // 20, lowest - begin))
-    ahead = slice(begin + window, lowest + 1)
-    behind = slice(begin, lowest + 1 - window)
+    window = max(1, min(len(losses) // 20, end - begin))
+    ahead = slice(begin + window, end + 1)
+    behind = slice(begin, end + 1 - window)
     slopes = (losses[ahead] - losses[behind]) / (
         log_rates[ahead] - log_rates[behind]
     )
@@ -115,7 +113,7 @@ def suggest_learning_rates(learning_rates, losses):
 
     # Longest decreasing chain ending at each point of the descent, and
     # where it starts (the earliest start among equally long chains).
-    valley = losses[begin : lowest + 1]
+    valley = losses[begin : end + 1]
     length = np.ones(len(valley), dtype=int)
     first = np.arange(len(valley))
     for i in range(1, len(valley)):
