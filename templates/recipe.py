@@ -25,6 +25,7 @@ Example:
 
 import dataclasses
 import math
+import warnings
 
 import keras
 import keras_tuner
@@ -405,6 +406,10 @@ def finish(model, history, data, hp, config):
         `TrainingRun`.
     """
     spec = get_task(data.task)
+    unused = hp.unused() if isinstance(hp, FixedHyperParameters) else []
+    if unused:
+        warnings.warn(f"The template declares no hyperparameter {', '.join(unused)}; the "
+                      "value given for it was not used.", stacklevel=2)
     model_info(model).from_logits = from_logits(model)
     history = history.history
     best_epoch = int(np.nanargmin(history[config.monitor])) + 1 if config.monitor in history \

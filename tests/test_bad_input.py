@@ -48,6 +48,8 @@ def prepare_case(case, tmp_path):
         "batch size negative": ("binary", [*data, "--batch-size", "-4"]),
         "batch size larger than the training set": ("binary", [*data, "--batch-size", "1000"]),
         "malformed hidden": ("binary", [*data, "--hidden", "64,abc"]),
+        "hidden layers of different widths": ("binary", [*data, "--hidden", "64,32"]),
+        "negative learning rate": ("binary", [*data, "--learning-rate", "-0.1"]),
         "target without csv": ("binary", ["--target", "target"]),
         "positive class not a label": ("binary", [*data, "--positive-class", "maybe"]),
     }
@@ -71,6 +73,8 @@ EXPECTED_FRAGMENTS = {
     "batch size negative": "batch_size=-4",
     "batch size larger than the training set": "batch_size=1000",
     "malformed hidden": "'64,abc'",
+    "hidden layers of different widths": "hidden=[64, 32]; expected layers of one width",
+    "negative learning rate": "learning_rate=-0.1; expected a number >= 0",
     "target without csv": "need --csv",
     "positive class not a label": "positive_class='maybe'",
 }
