@@ -455,7 +455,8 @@ class GradientMonitor(ProbeMonitor):
         if self._host_outputs is not None:
             backend.wait()
             self._output_names = list(self._host_outputs)
-            finite = np.array([bool(f) for f in self._host_outputs.values()])
+            # None: no flag arrived (a layer not called by the step).
+            finite = np.array([f is None or f for f in self._host_outputs.values()])
         all_norms = np.sqrt(squares)
         position = {id(v): i for i, v in enumerate(self._all_variables)}
         norms = all_norms[[position[id(v)] for v in self._monitored]]
@@ -604,10 +605,12 @@ class GradientMonitor(ProbeMonitor):
         ]
         if layers:
             not_finite.append(f"gradient norms of {', '.join(layers)}")
-        if not_finite or self._not_finite:
+        if not_finite:
+            # A non-finite layer output alone (e.g. -inf used as a mask) is
+            # no verdict; beside a non-finite loss or gradient it names where.
             message = (
                 f"GradientMonitor: exploding gradients {self._where()}, not "
-                f"finite: {'; '.join(not_finite) or 'a layer output'}."
+                f"finite: {'; '.join(not_finite)}."
                 f"{self._first_not_finite()} {self._exploding_remedy()}"
             )
             return layers or list(self._layers), message
