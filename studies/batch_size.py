@@ -188,10 +188,13 @@ def _figure(table, head_sizes):
     axes[0].plot(speed["batch_size"], speed["samples_per_s"], "o-")
     axes[0].set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s",
                 title="training throughput (steps after tracing)")
-    axes[1].plot(memory["batch_size"], memory["peak_mb"], "o-", label="measured: allocator peak")
+    # The allocator reads 0 for small steps: those points are left out of the log scale.
+    measured = memory[memory["peak_mb"] > 0]
+    axes[1].plot(measured["batch_size"], measured["peak_mb"], "o-",
+                 label="measured: allocator peak (0 below ~2,000 rows)")
     axes[1].plot(memory["batch_size"], memory["activations_mb"], "s--",
                  label="computed: activations kept")
-    axes[1].set(xscale="log", yscale="symlog", xlabel="batch size", ylabel="MB per step",
+    axes[1].set(xscale="log", yscale="log", xlabel="batch size", ylabel="MB per step",
                 title="memory of one training step")
     axes[1].legend()
     for rate, marker in (("fixed", "o-"), ("scaled", "s--")):
@@ -199,6 +202,9 @@ def _figure(table, head_sizes):
         mean = rows.mean()
         axes[2].plot(mean.index, mean.values, marker, label=f"learning rate {rate}")
         axes[2].fill_between(mean.index, rows.min().values, rows.max().values, alpha=0.2)
+        for batch_size in mean.index[mean.isna()]:
+            axes[2].annotate(f"diverged ({rate})", (batch_size, np.nanmax(mean.values)),
+                             ha="right", fontsize=8)
     axes[2].set(xscale="log", xlabel="batch size", ylabel="test loss",
                 title=f"after {head_sizes['epochs']} epochs (seed min-max band)")
     axes[2].legend()

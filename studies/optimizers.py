@@ -84,6 +84,12 @@ def train(splits, head, optimizer, learning_rate, epochs, seed):
     return curves.curves["val"] + padding, curves.curves["test"] + padding
 
 
+def _censored_median(epochs_to_target, epochs):
+    """The median epoch, a run that never reached the target counting `epochs + 1`; as text."""
+    median = float(np.median(epochs_to_target.fillna(epochs + 1)))
+    return f"> {epochs}" if median > epochs else f"{median:g}"
+
+
 def _final(curve):
     value = curve[-1]
     return value if np.isfinite(value) else float("inf")
@@ -169,7 +175,8 @@ def run(options):
     summary = measured.groupby(["part", "optimizer"], sort=False).agg(
         learning_rate=("learning_rate", "first"),
         reached_target=("epochs_to_target", lambda e: f"{e.notna().sum()}/{len(e)}"),
-        median_epochs_to_target=("epochs_to_target", "median"),
+        median_epochs_to_target=("epochs_to_target",
+                                 lambda e: _censored_median(e, epochs)),
         final_val_loss=("final_val_loss", "mean"),
         final_test_loss=("final_test_loss", "mean"),
         test_loss_spread=("final_test_loss", lambda v: v.max() - v.min()),
