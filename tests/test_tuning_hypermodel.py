@@ -82,3 +82,23 @@ def test_the_space_is_the_templates_own_declarations_in_their_order():
     assert list(hypermodel.space) == ["activation", "l2", "dropout", "width", "depth",
                                       "learning_rate", "optimizer", "batch_size"]
     assert hp.values["l2"] == 0.1 and hp.values["batch_size"] == 32
+
+
+def test_a_template_without_data_loss_fails_its_trials_with_a_message():
+    import types
+
+    from templates import binary
+
+    def build_without_data_loss(hp, data):
+        inputs, features = data.preprocessing()
+        model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(features))
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+        return model
+
+    template = types.SimpleNamespace(TASK="binary", build_model=build_without_data_loss,
+                                     fit_model=binary.fit_model)
+    data = prepare_data("binary", *(part.head(80) for part in load_bundled("breast_cancer")))
+    hypermodel = TemplateHyperModel(template, data, max_epochs=1)
+    hp = keras_tuner.HyperParameters()
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="DataLoss"):
+        hypermodel.fit(hp, hypermodel.build(hp))

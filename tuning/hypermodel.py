@@ -13,11 +13,14 @@ Example:
 'softmax'
 """
 
+import json
+
 import keras
 import keras_tuner
 import numpy as np
 
 from templates import data_loss
+from templates.data_loss import DataLoss
 from templates.data import cross_validation_folds
 from templates.tasks import get_task
 from templates.training import TrainingConfig
@@ -125,6 +128,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
             verbose: int, unused: trials print nothing.
             **kwargs: passed to `model.fit`.
         """
+        _check_reports_data_loss(model)
         config = TrainingConfig(epochs=epochs or self.max_epochs, patience=self.patience,
                                 monitor=OBJECTIVE, seed=self.seed)
 
@@ -149,13 +153,18 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         return {**means, "best_epoch": max(1, round(means["best_epoch"]))}
 
 
+def _check_reports_data_loss(model):
+    """Fails the trial unless the template compiled `DataLoss`, which the objective needs."""
+    metrics = json.dumps((model.get_compile_config() or {}).get("metrics"), default=str)
+    if DataLoss.__name__ not in metrics:
+        raise keras_tuner.errors.FailedTrialError(
+            f"The template's model does not report '{data_loss.NAME}', the objective's metric; "
+            "expected templates.data_loss.DataLoss(loss) among the metrics of its compile call."
+        )
+
+
 def _scores(history, initial_epoch):
     """The validation metrics at the best epoch of `history`, and that epoch."""
-    if OBJECTIVE not in history:
-        raise keras_tuner.errors.FailedTrialError(
-            f"The template's model does not report '{OBJECTIVE}'; expected "
-            "templates.data_loss.DataLoss(loss) among the metrics of its compile call."
-        )
     best = int(np.argmin(history[OBJECTIVE]))
     validation = {name: float(values[best]) for name, values in history.items()
                   if name.startswith("val_")}

@@ -33,7 +33,7 @@ HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall")
 class StartsFromDefaults:
     """Oracle mixin: the first trial uses every hyperparameter's default.
 
-    The defaults of `tuning.space.SEARCH_SPACE` are the templates' own, so a
+    The defaults of the space are those the template declares, so a
     search never ends worse (on validation) than the untuned template. Random
     and Bayesian search would otherwise sample their first trials at random.
     """
