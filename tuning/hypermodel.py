@@ -20,8 +20,8 @@ import keras_tuner
 import numpy as np
 
 from templates import data_loss
-from templates.data_loss import DataLoss
 from templates.data import cross_validation_folds
+from templates.data_loss import DataLoss
 from templates.tasks import get_task
 from templates.training import TrainingConfig
 from tuning.fail_on_nan import FailOnNaN
