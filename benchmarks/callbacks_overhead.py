@@ -20,18 +20,22 @@ and each monitor's measuring function, at the first step), and the epochs
 after it, the steady state, where a monitor costs one Python call per step
 and one measured step per epoch. The variants run in alternating rounds
 (the order rotates each round) so that they share the machine's conditions,
-after one unmeasured plain fit that warms the process up. Each line gives
-the median steady-state time, the median over rounds of the variant's
-steady-state time over the plain fit's of the same round (with the lowest
-and highest of those ratios: a spread far wider than the overhead means the
+after one unmeasured plain fit that warms the process up.
+
+Each line gives, in wall time and in the process's CPU time (all threads;
+less sensitive than wall time to other processes on a busy machine): the
+median steady-state seconds, the median over rounds of the variant's
+steady-state time over the plain fit's of the same round, with the lowest
+and highest of those ratios (a spread far wider than the overhead means the
 rounds are too short or the machine too busy for the figure to hold), and
 the median one-off cost: the first epoch's extra seconds over the plain fit.
 
 Run: python -m benchmarks.callbacks_overhead [--backends tensorflow jax torch]
-    [--rounds 5] [--epochs 4] [--rows 20000]
+    [--rounds 5] [--epochs 3] [--rows 20000]
 """
 
 import argparse
+import logging
 import os
 import statistics
 import subprocess
@@ -115,20 +119,29 @@ def variants():
 
 
 def timed_fit(build, callbacks, x, y, epochs):
-    """Fits a fresh model; returns it, its first epoch's and the rest's time."""
+    """Fits a fresh model.
+
+    Returns:
+        `(model, first, steady)`: `first` and `steady` are `(wall, cpu)`
+        seconds of the first epoch and of the epochs after it; cpu is this
+        process's CPU time, all threads.
+    """
     import keras
+
+    def now():
+        return time.perf_counter(), time.process_time()
 
     class FirstEpochEnd(keras.callbacks.Callback):
         """Notes when the first epoch ends (last in the callback list)."""
 
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 0:
-                self.time = time.perf_counter()
+                self.time = now()
 
     keras.utils.set_random_seed(SEED)
     model = build()
     clock = FirstEpochEnd()
-    start = time.perf_counter()
+    start = now()
     model.fit(
         x,
         y,
@@ -137,13 +150,19 @@ def timed_fit(build, callbacks, x, y, epochs):
         callbacks=[*callbacks, clock],
         verbose=0,
     )
-    return model, clock.time - start, time.perf_counter() - clock.time
+    end = now()
+    first = tuple(b - a for a, b in zip(start, clock.time))
+    steady = tuple(b - a for a, b in zip(clock.time, end))
+    return model, first, steady
 
 
 def time_backend(args):
     """Times every variant on both models; prints one table per model."""
     import keras
 
+    # Keras builds a new train function per model: TensorFlow's retracing
+    # warnings say nothing here.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     x, y = synthetic_data(args.rows)
     for model_name, build in (
         ("Keras defaults", keras_defaults_model),
@@ -168,23 +187,30 @@ def time_backend(args):
             f"{args.rows} rows, batch {BATCH_SIZE}, {args.epochs} epochs "
             f"(the first apart), {args.rounds} rounds"
         )
+        plain = "plain Keras"
         for name in names:
-            ratios = [v / p for v, p in zip(steady[name], steady["plain Keras"])]
-            one_off = [v - p for v, p in zip(first[name], first["plain Keras"])]
-            print(
-                f"  {name:24s} steady {statistics.median(steady[name]):6.2f} s"
-                f"  ratio {statistics.median(ratios):5.3f}x "
-                f"({min(ratios):5.3f}-{max(ratios):5.3f})"
-                f"  one-off {statistics.median(one_off):+5.2f} s",
-                flush=True,
-            )
+            columns = [f"  {name:24s}"]
+            for unit, kind in ((0, "wall"), (1, "cpu")):
+                ratios = [
+                    v[unit] / p[unit] for v, p in zip(steady[name], steady[plain])
+                ]
+                one_off = [
+                    v[unit] - p[unit] for v, p in zip(first[name], first[plain])
+                ]
+                median = statistics.median(v[unit] for v in steady[name])
+                columns.append(
+                    f"{kind} {median:6.2f} s {statistics.median(ratios):5.3f}x "
+                    f"({min(ratios):5.3f}-{max(ratios):5.3f}) "
+                    f"one-off {statistics.median(one_off):+5.2f} s"
+                )
+            print(" | ".join(columns), flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=BACKENDS)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
