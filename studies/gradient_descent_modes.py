@@ -362,7 +362,12 @@ def run(options):
         "gradient noise averages out (variance falling as 1/B; McCandlish et al. 2018, "
         "'An empirical model of large-batch training'). On a CPU, the per-step cost of "
         "a small network is dominated by fixed overhead, so a mini-batch step costs "
-        "about as much as a single-row one: the study measures that too."
+        "about as much as a single-row one: the study measures that too. The tuned "
+        "rates sit near the edge of stability: in every mode the first updates "
+        "overshoot (the early spikes in the figure) before the loss settles, the "
+        "'catapult' phase of Lewkowycz et al. (2020); and with each mode at its own "
+        "tuned rate, a single-row step is smaller than a mini-batch step, so the "
+        "per-update roughness compares noise at different step sizes."
     )
     return StudyResult(
         claim=(

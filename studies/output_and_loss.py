@@ -22,6 +22,7 @@ import warnings
 import keras
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from callbacks import OutputLossCheck, OutputLossMismatchError
 from studies.common import (
@@ -236,6 +237,7 @@ def _figure(summary):
         axis.set_yticks(positions, shown.pairing if axis is axes[0] else [""] * len(shown),
                         fontsize=7)
     axes[1].set_xscale("log")
+    axes[1].xaxis.set_minor_formatter(NullFormatter())
     for position, flagged in zip(positions, shown.flagged):
         if flagged:
             axes[0].annotate("flagged", (0.02, position), va="center", fontsize=7,
