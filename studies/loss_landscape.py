@@ -195,7 +195,7 @@ def _figure(lines, alphas, grid, surface, spread, saddle_rows):
                      linewidth=0.6 if noisy else 2.5, alpha=0.5 if noisy else 1)
     axes[3].plot([0], [0], "k+", markersize=12)
     axes[3].set(xlabel="x", ylabel="y",
-                title="toy saddle: exact (blue) and noisy (orange) steps")
+                title="toy saddle: exact (blue), noisy (orange)")
     return figure
 
 
