@@ -134,37 +134,68 @@ class _Hub:
 
 @contextlib.contextmanager
 def _capturing_apply(optimizer, applied):
-    """Wraps `optimizer.apply` to keep what it receives and what it changes.
+    """Wraps the optimizer's update to keep what it receives and changes.
 
     Keeps, in `applied`: `variables` (the trainable variables updated),
-    `gradients` (as received, divided by the optimizer's own loss scale:
-    before clipping), `before` and `after` (the variables' values around the
-    update). A `LossScaleOptimizer` unscales the gradients before its inner
-    optimizer's `apply`, which is the one wrapped.
+    `gradients` (as received, divided by the loss scale: before clipping),
+    `before` and `after` (the variables' values around the update). A plain
+    optimizer's `apply` is wrapped (JAX's `stateless_apply` calls it). A
+    `LossScaleOptimizer` updates inside a conditional (skipping steps whose
+    scaled gradients overflowed), from which no value can be taken out: its
+    own `apply` (TensorFlow, PyTorch) or `stateless_apply` (JAX) is wrapped,
+    and the gradients are divided by its dynamic scale.
     """
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    original = optimizer.apply
+    scaled = hasattr(optimizer, "inner_optimizer")
+
+    def keep(variables, grads, scale):
+        applied["variables"] = variables
+        applied["gradients"] = [
+            g if g is None or scale is None else g / scale for g in grads
+        ]
 
     def apply(grads, trainable_variables=None):
         if trainable_variables is None:
             variables = list(optimizer._trainable_variables)
         else:
             variables = list(trainable_variables)
-        scale = optimizer.loss_scale_factor
-        applied["variables"] = variables
-        applied["gradients"] = [
-            g if g is None or scale is None else g / scale for g in grads
-        ]
+        if scaled and not optimizer.built:
+            # As its `apply` would, first thing: creates `dynamic_scale`.
+            with keras.name_scope(optimizer.name, caller=optimizer):
+                optimizer.build(variables)
+            optimizer.built = True
+        scale = optimizer.dynamic_scale if scaled else optimizer.loss_scale_factor
+        if scale is not None:
+            scale = keras.ops.convert_to_tensor(scale)
+        keep(variables, grads, scale)
         applied["before"] = [keras.ops.copy(v.value) for v in variables]
         result = original(grads, trainable_variables)
         applied["after"] = [v.value for v in variables]
         return result
 
+    def stateless_apply(optimizer_variables, grads, trainable_variables):
+        position = [id(v) for v in optimizer.variables].index(
+            id(optimizer.dynamic_scale)
+        )
+        keep(
+            list(optimizer._trainable_variables),
+            grads,
+            optimizer_variables[position],
+        )
+        applied["before"] = list(trainable_variables)
+        result = original_stateless(optimizer_variables, grads, trainable_variables)
+        applied["after"] = list(result[0])
+        return result
+
+    original = optimizer.apply
+    original_stateless = optimizer.stateless_apply
     optimizer.__dict__["apply"] = apply
+    if scaled:
+        optimizer.__dict__["stateless_apply"] = stateless_apply
     try:
         yield
     finally:
         del optimizer.__dict__["apply"]
+        optimizer.__dict__.pop("stateless_apply", None)
 
 
 @contextlib.contextmanager

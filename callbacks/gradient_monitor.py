@@ -95,7 +95,8 @@ class GradientMonitor(ProbeMonitor):
     - *thrashing* (real steps): a layer's update ratio exceeds
       `max_update_ratio`. The default `0.1` is a hundred times the healthy
       order: each step rewrites a tenth of the layer, ten steps can replace
-      it entirely, so nothing learned is kept.
+      it entirely, so nothing learned is kept. Only kernels are judged:
+      biases often start at zero, where the ratio means nothing.
 
     Each verdict warns, stops training or raises, as `on_vanishing`,
     `on_exploding`, `on_stalled` and `on_thrashing` say, with a message
@@ -258,6 +259,7 @@ class GradientMonitor(ProbeMonitor):
         self.histogram_dir = histogram_dir
         # Set when training begins, from the model being trained.
         self._layers = []
+        self._kernels = set()
         self._activations = {}
         self._depth = 0
         self._reference = None
@@ -320,6 +322,9 @@ class GradientMonitor(ProbeMonitor):
                 f"{len(self._all_variables)} trainable variables"
             )
         self._layers = [_entry_name(model, v) for v in self._monitored]
+        self._kernels = {
+            layer for layer, v in zip(self._layers, self._monitored) if len(v.shape) >= 2
+        }
         self._activations = _activation_names(model, self._monitored)
         self._depth = sum(len(v.shape) >= 2 for v in self._monitored)
 
@@ -673,6 +678,10 @@ class GradientMonitor(ProbeMonitor):
         )
 
     def _update_verdict(self, ratios, kind):
+        # Biases and normalisation vectors often start at zero: their
+        # ratio says nothing early on, only kernels are judged.
+        ratios = [r if layer in self._kernels else np.nan
+                  for layer, r in zip(self._layers, ratios)]
         if kind == "stalled":
             limit, argument = self.min_update_ratio, "min_update_ratio"
             flagged = [

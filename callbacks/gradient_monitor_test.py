@@ -225,6 +225,19 @@ def test_clipping_reports_norms_before_clipping_and_suggests_a_threshold():
     assert monitor.suggested_clipnorm == pytest.approx(np.percentile(norms, 90))
 
 
+def test_loss_scale_optimizer_reports_unscaled_gradients():
+    def first_norms(optimizer):
+        keras.utils.set_random_seed(0)
+        monitor = GradientMonitor()
+        train(mlp("tanh", depth=2), monitor, optimizer=optimizer)
+        return [monitor.history[f"grad_norm/{name}"][0] for name in ("hidden_1", "output")]
+
+    scaled = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01))
+    np.testing.assert_allclose(
+        first_norms(scaled), first_norms(keras.optimizers.SGD(0.01)), rtol=1e-4
+    )
+
+
 def two_inputs():
     a = keras.Input((5,), name="a")
     b = keras.Input((3,), name="b")
