@@ -368,6 +368,53 @@ def test_plot_writes_a_png(regression_data, tmp_path, max_lr):
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.parametrize(
+    "min_lr, max_lr, batch_size, title",
+    [
+        (1e-3, 1.0, BATCH_SIZE, ""),
+        # All rows in every batch, rates too low to move the loss: flat.
+        (1e-6, 1e-5, 256, "no clear descent: suggestions unreliable"),
+    ],
+    ids=["descent", "no_descent"],
+)
+def test_plot_draws_the_three_suggestions(
+    regression_data, tmp_path, monkeypatch, min_lr, max_lr, batch_size, title
+):
+    from matplotlib.figure import Figure
+
+    saved = []
+    save = Figure.savefig
+    monkeypatch.setattr(
+        Figure,
+        "savefig",
+        lambda self, *args, **kwargs: (
+            saved.append(self),
+            save(self, *args, **kwargs),
+        ),
+    )
+    x, y = regression_data
+    finder = LearningRateFinder.find(
+        linear_model(),
+        x,
+        y,
+        batch_size=batch_size,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_steps=20,
+    )
+    finder.plot(tmp_path / "lr_finder.png")
+
+    (axes,) = saved[0].axes
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    for name, label in [
+        ("minimum", "minimum / 10"),
+        ("steepest", "steepest slope"),
+        ("valley", "valley"),
+    ]:
+        assert f"{label} {finder.suggestions[name]:.2g}" in labels
+    assert axes.get_title() == title
+
+
 def test_plot_before_a_sweep_raises(tmp_path):
     with pytest.raises(RuntimeError, match="needs a sweep"):
         LearningRateFinder().plot(tmp_path / "lr_finder.png")
