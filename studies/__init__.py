@@ -19,6 +19,10 @@ Example:
 ('vanishing_gradients', 9)
 """
 
+# Before any study imports Keras: importing the templates imports TensorFlow
+# without its C++ start-up lines (templates.tensorflow_logs).
+import templates  # noqa: F401
+
 # The explainer's order: the report lists the studies in this order.
 STUDIES = (
     "vanishing_gradients",

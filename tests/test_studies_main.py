@@ -53,7 +53,7 @@ def test_a_failed_study_is_reported_and_fails_the_run(tmp_path, monkeypatch, cap
     assert "FAILED: learning_rate" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("study", ["output_and_loss"])
+@pytest.mark.parametrize("study", ["learning_rate"])
 def test_runs_a_real_quick_study_in_its_own_process(tmp_path, study):
     assert studies_main.main(["--quick", "--only", study, "--output", str(tmp_path)]) == 0
     record = json.loads((tmp_path / study / "results.json").read_text())
