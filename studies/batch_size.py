@@ -52,7 +52,7 @@ NO_SPEEDUP = 1.2  # below this, the claim is contradicted
 MIN_MEMORY_R2 = 0.9  # a straight line through the measured peaks explains this much
 
 QUICK = {"speed_batches": (8, 512), "memory_batches": (2048, 32768), "quality_batches": (8, 512),
-         "epochs": 2, "timed_executions": 2, "speed_rows": 2048, "quality_rows": 1024,
+         "epochs": 1, "timed_executions": 2, "speed_rows": 2048, "quality_rows": 512,
          "test_rows": 512}
 
 

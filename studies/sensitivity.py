@@ -44,7 +44,7 @@ MIN_RELATIVE_EFFECT = 0.10
 # on the first this many seeds, to keep a full run near 3 minutes.
 CHANGE_SEEDS = 2
 
-QUICK = {"epochs": 5, "patience": 2, "settings": ("learning_rate",)}
+QUICK = {"epochs": 5, "patience": 2, "settings": ("dropout",)}
 
 
 def variants(space):

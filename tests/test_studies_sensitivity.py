@@ -25,8 +25,8 @@ def test_writes_the_four_files_with_a_verdict(quick_run):
 
 def test_each_change_is_trained_beside_the_defaults(quick_run):
     table = pd.read_csv(quick_run / "results.csv")
-    assert set(table.setting) == {"default", "learning_rate"}
-    assert set(table.query("setting == 'learning_rate'").value.astype(float)) == {0.0001, 0.1}
+    assert set(table.setting) == {"default", "dropout"}
+    assert table.query("setting == 'dropout'").value.astype(float).tolist() == [0.5]
 
 
 def test_variants_change_one_setting_to_each_other_choice_and_range_end():
