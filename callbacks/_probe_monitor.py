@@ -124,7 +124,9 @@ class ProbeMonitor(keras.callbacks.Callback):
         if not self._measures_steps():
             return
         first = self._epoch_first_step + batch + 1
-        last = first + _steps_per_call(self.model) - 1
+        # `self._model`, not `self.model`: on JAX the property syncs the whole
+        # training state back into the variables, a cost on every batch.
+        last = first + _steps_per_call(self._model) - 1
         if self._wants_step(first, last, batch):
             self._hub.request(self)
 
