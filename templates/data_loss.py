@@ -74,14 +74,16 @@ def _per_row_loss(loss):
     """`loss` as a function giving one value per row."""
     if isinstance(loss, keras.losses.Loss):
         return loss.__class__.from_config({**loss.get_config(), "reduction": None})
-    if not isinstance(loss, str):
+    if callable(loss) and not isinstance(loss, str):
         return loss
     name = loss
     try:
+        if not isinstance(name, str):
+            raise ValueError(name)
         class_name = "".join(part.title() for part in name.split("_"))
         return keras.losses.get({"class_name": class_name, "config": {"reduction": None}})
     except (AttributeError, ValueError):
         raise ValueError(
-            f"Received loss={name!r}; expected the snake-case name of a Keras loss class, "
+            f"Received loss={name!r}; expected a Keras loss, or the snake-case name of a Keras loss class, "
             "e.g. 'mean_squared_error', 'binary_crossentropy' or 'sparse_categorical_crossentropy'."
         ) from None

@@ -19,5 +19,5 @@ def test_it_survives_a_config_round_trip():
 
 @pytest.mark.parametrize("loss", ["mse_typo", 3])
 def test_an_unknown_loss_is_named(loss):
-    with pytest.raises(ValueError, match=f"Received loss={loss!r}; expected the snake-case name"):
+    with pytest.raises(ValueError, match=f"Received loss={loss!r}; expected a Keras loss, or the snake-case name"):
         DataLoss(loss)
