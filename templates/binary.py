@@ -25,9 +25,12 @@ Example:
 
 import sys
 
+# The kit before Keras: importing it first keeps TensorFlow's start-up lines
+# (oneDNN, cpu_feature_guard) off the terminal when a copy runs as a script.
+from templates import artifacts, cli, recipe  # isort: skip
+
 import keras
 
-from templates import artifacts, cli, recipe
 from templates.data_loss import DataLoss
 from templates.progress import ProgressLine
 from templates.training import TrainingConfig, seed_everything

@@ -82,7 +82,7 @@ def start(folder, *command):
 def finish(process):
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-3000:]
-    return out
+    return out, err
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +97,8 @@ def trained_copies(tmp_path_factory):
         runs[name] = (folder, csv, start(folder, script.name, "--csv", csv, "--target", "target",
                                          "--epochs", "3", "--hidden", "8", "--output", "run",
                                          "--quiet"))
-    for folder, _, process in runs.values():
-        finish(process)
-    return {name: (folder, csv) for name, (folder, csv, _) in runs.items()}
+    errors = {name: finish(process)[1] for name, (_, _, process) in runs.items()}
+    return {name: (folder, csv, errors[name]) for name, (folder, csv, _) in runs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -108,21 +107,28 @@ def predictions(trained_copies):
     processes = {
         name: start(folder, "-m", "templates.predict", "--model", folder / "run" / "model.keras",
                     "--csv", csv, "--output", "predictions.csv")
-        for name, (folder, csv) in trained_copies.items()
+        for name, (folder, csv, _) in trained_copies.items()
     }
     for process in processes.values():
         finish(process)
     return {name: pd.read_csv(folder / "predictions.csv", keep_default_na=False)
-            for name, (folder, _) in trained_copies.items()}
+            for name, (folder, _, _) in trained_copies.items()}
 
 
 @pytest.mark.parametrize("name", list(EDITS))
 def test_an_edited_copy_trains_and_writes_its_results(trained_copies, name):
-    folder, _ = trained_copies[name]
+    folder, _, _ = trained_copies[name]
     assert {"model.keras", "metrics.json", "history.csv", "curves.png"} <= {
         path.name for path in (folder / "run").iterdir()}
     metrics = json.loads((folder / "run" / "metrics.json").read_text())
     assert metrics["task"] == EDITS[name][0]
+
+
+@pytest.mark.parametrize("name", list(EDITS))
+def test_a_copy_run_as_a_script_prints_no_tensorflow_start_up_lines(trained_copies, name):
+    _, _, stderr = trained_copies[name]
+    for line in ("oneDNN", "cpu_feature_guard", "cuInit"):
+        assert line not in stderr
 
 
 @pytest.mark.parametrize("name", list(EDITS))
@@ -143,7 +149,7 @@ def test_its_saved_model_predicts_raw_rows_in_a_new_process(trained_copies, pred
 def test_the_saved_model_records_its_logits_head(trained_copies):
     from templates.predict import load_model
 
-    folder, _ = trained_copies["binary_logits_head"]
+    folder, _, _ = trained_copies["binary_logits_head"]
     info = load_model(str(folder / "run" / "model.keras")).get_layer("model_info")
     assert (info.task, info.class_names, info.from_logits) == ("binary", ["no", "yes"], True)
 
