@@ -29,6 +29,10 @@ README_MAX_LINES = 200
 # Folders of this repository whose files the pages name in backticks.
 REPO_FOLDERS = ("templates", "callbacks", "tuning", "benchmarks", "tests", "docs", "studies")
 SIGNATURES_MARKER = "<!-- signatures -->"
+# docs/templates.md's copy-and-edit walk-through: `WALKTHROUGH` in tests/test_walkthrough.py.
+WALKTHROUGH_MARKER = "<!-- walkthrough -->"
+# The walk-through's copies of a template, checked as the template they copy.
+COPIES = {"churn.py": ("-m", "templates.binary")}
 
 
 def page_id(page):
@@ -55,7 +59,11 @@ def commands(page):
     """
     text = page.read_text()
     lines = []
-    for block, _ in code_blocks(text, "bash"):
+    for block, marker in code_blocks(text, "bash"):
+        if marker == WALKTHROUGH_MARKER:  # shell around the commands: keep only theirs
+            lines += [line for line in block.splitlines()
+                      if line.startswith("python ") and not line.startswith("python -c ")]
+            continue
         lines += block.replace("\\\n", " ").splitlines()
     lines += re.findall(r"`(python [^`\s]+ -[^`]+|python -m [^`\s]+ [^`]+)`", text)
     found = []
@@ -65,7 +73,7 @@ def commands(page):
             while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # environment variables
                 words.pop(0)
             if len(words) >= 2 and words[0] == "python":
-                found.append(tuple(words))
+                found.append(("python", *COPIES.get(words[1], words[1:2]), *words[2:]))
     return found
 
 
@@ -140,6 +148,18 @@ def test_readme_links_every_reference_page():
     readme = README.read_text()
     for page in PAGES[1:]:
         assert f"]({page_id(page)})" in readme, f"README.md does not link {page_id(page)}"
+
+
+def test_walkthrough_block_is_the_one_the_walkthrough_test_runs():
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from test_walkthrough import WALKTHROUGH
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+    blocks = [code for code, marker in code_blocks((ROOT / "docs" / "templates.md").read_text(), "bash")
+              if marker == WALKTHROUGH_MARKER]
+    assert blocks == [WALKTHROUGH.rstrip("\n")], (
+        "docs/templates.md's walk-through block differs from WALKTHROUGH in tests/test_walkthrough.py")
 
 
 def heading_anchors(page):
