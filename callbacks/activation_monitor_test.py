@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from callbacks._testing import fit_arguments
 from callbacks.activation_monitor import ActivationMonitor
 
 ROWS = 128
@@ -250,23 +251,7 @@ def test_unsupported_backend_raises_naming_it(monkeypatch):
 def feed(kind):
     """`fit` arguments feeding the same 4 batches of 32 rows in four ways."""
     x, y = data()
-    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, ROWS, 32)]
-    if kind == "arrays":
-        return {"x": x, "y": y, "batch_size": 32}
-    if kind == "generator":
-        return {"x": (batch for batch in batches)}
-    if kind == "pydataset":
-        class Batches(keras.utils.PyDataset):
-            def __len__(self):
-                return len(batches)
-
-            def __getitem__(self, index):
-                return batches[index]
-
-        return {"x": Batches()}
-    import tensorflow as tf
-
-    return {"x": tf.data.Dataset.from_tensor_slices((x, y)).batch(32)}
+    return fit_arguments(kind, x, y, batch_size=32)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from callbacks._testing import fit_arguments
 from callbacks.gradient_monitor import GradientMonitor
 
 ROWS = 128
@@ -249,26 +250,7 @@ def two_inputs():
 
 def feed(kind, inputs, targets):
     """`fit` arguments feeding the same 8 batches of 16 rows in four ways."""
-    batches = [
-        ({k: v[i:i + 16] for k, v in inputs.items()}, targets[i:i + 16])
-        for i in range(0, ROWS, 16)
-    ]
-    if kind == "arrays":
-        return {"x": inputs, "y": targets, "batch_size": 16}
-    if kind == "generator":
-        return {"x": (batch for batch in batches)}
-    if kind == "pydataset":
-        class Batches(keras.utils.PyDataset):
-            def __len__(self):
-                return len(batches)
-
-            def __getitem__(self, index):
-                return batches[index]
-
-        return {"x": Batches()}
-    import tensorflow as tf
-
-    return {"x": tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(16)}
+    return fit_arguments(kind, inputs, targets, batch_size=16)
 
 
 @pytest.mark.parametrize(

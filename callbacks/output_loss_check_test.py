@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from callbacks._testing import fit_arguments
 from callbacks.output_loss_check import OutputLossCheck
 from callbacks.output_loss_check import OutputLossMismatchError
 from callbacks.output_loss_check import check_output_loss
@@ -327,23 +328,7 @@ def test_unsupported_backend_raises_naming_it(monkeypatch):
 
 def feed(kind, y):
     """`fit` arguments feeding X and `y` in batches of 16, in four ways."""
-    batches = [(X[i:i + 16], y[i:i + 16]) for i in range(0, len(X), 16)]
-    if kind == "arrays":
-        return {"x": X, "y": y, "batch_size": 16}
-    if kind == "generator":
-        return {"x": (batch for batch in batches)}
-    if kind == "pydataset":
-        class Batches(keras.utils.PyDataset):
-            def __len__(self):
-                return len(batches)
-
-            def __getitem__(self, index):
-                return batches[index]
-
-        return {"x": Batches()}
-    import tensorflow as tf
-
-    return {"x": tf.data.Dataset.from_tensor_slices((X, y)).batch(16)}
+    return fit_arguments(kind, X, y, batch_size=16)
 
 
 FEEDS = [
