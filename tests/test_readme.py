@@ -29,7 +29,7 @@ README_MAX_LINES = 200
 # Folders of this repository whose files the pages name in backticks.
 REPO_FOLDERS = ("templates", "callbacks", "tuning", "benchmarks", "tests", "docs", "studies")
 SIGNATURES_MARKER = "<!-- signatures -->"
-# docs/templates.md's copy-and-edit walk-through: `WALKTHROUGH` in tests/test_walkthrough.py.
+# The copy-and-edit walk-through of README.md and docs/templates.md: `WALKTHROUGH` in tests/test_walkthrough.py.
 WALKTHROUGH_MARKER = "<!-- walkthrough -->"
 # The walk-through's copies of a template, checked as the template they copy.
 COPIES = {"churn.py": ("-m", "templates.binary")}
@@ -156,10 +156,11 @@ def test_walkthrough_block_is_the_one_the_walkthrough_test_runs():
         from test_walkthrough import WALKTHROUGH
     finally:
         sys.path.remove(str(ROOT / "tests"))
-    blocks = [code for code, marker in code_blocks((ROOT / "docs" / "templates.md").read_text(), "bash")
-              if marker == WALKTHROUGH_MARKER]
-    assert blocks == [WALKTHROUGH.rstrip("\n")], (
-        "docs/templates.md's walk-through block differs from WALKTHROUGH in tests/test_walkthrough.py")
+    for page in (README, ROOT / "docs" / "templates.md"):
+        blocks = [code for code, marker in code_blocks(page.read_text(), "bash")
+                  if marker == WALKTHROUGH_MARKER]
+        assert blocks == [WALKTHROUGH.rstrip("\n")], (
+            f"{page.name}'s walk-through block differs from WALKTHROUGH in tests/test_walkthrough.py")
 
 
 def heading_anchors(page):
