@@ -42,24 +42,28 @@ from templates.cli import ArgumentParser
 from templates.errors import TemplateError
 from templates.tasks import TASKS, get_task
 
-try:
-    from templates.numbers import format_number
-except ImportError:  # the shared formatter is not in every checkout yet
-
-    def format_number(value, digits=4):
-        """Returns `value` with `digits` significant digits (`nan`, `n/a`)."""
-        if value is None:
-            return "n/a"
-        if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, float, np.integer, np.floating)
-        ):
-            return str(value)
-        if isinstance(value, (int, np.integer)):
-            return str(int(value))
-        return f"{float(value):.{digits}g}"
+from templates.numbers import format_number
 
 
 DEFAULT_SEEDS = (0, 1, 2)
+
+
+def require_tensorflow_backend(name):
+    """Raises a one-line `TemplateError` unless Keras runs on TensorFlow.
+
+    Studies that take per-example gradients with `tf.GradientTape` call it
+    first, so another `KERAS_BACKEND` ends in a clear error, not a traceback.
+
+    Example:
+
+    >>> require_tensorflow_backend("vanishing_gradients")  # on TensorFlow: no error
+    """
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise TemplateError(
+            f"Study {name} measures per-example gradients with tf.GradientTape; the active "
+            f"Keras backend is '{backend}': expected KERAS_BACKEND=tensorflow."
+        )
 QUICK_SEEDS = (0,)
 VERDICTS = ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE")
 OUTPUT_ROOT = pathlib.Path("runs") / "studies"

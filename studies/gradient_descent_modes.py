@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from studies.common import (
     StudyResult,
+    require_tensorflow_backend,
     make_regression_data,
     mlp,
     new_figure,
@@ -257,6 +258,7 @@ def _figure(curves, summary):
 
 
 def run(options):
+    require_tensorflow_backend(NAME)
     size = QUICK if options.quick else FULL
     rows, curves_by_seed = [], {}
     for seed in options.seeds:

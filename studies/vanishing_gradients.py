@@ -31,6 +31,7 @@ import tensorflow as tf
 from callbacks import ActivationMonitor, GradientMonitor
 from studies.common import (
     StudyResult,
+    require_tensorflow_backend,
     make_regression_data,
     mlp,
     new_figure,
@@ -253,6 +254,7 @@ def _figure(profiles, depth_rows, movements, depth):
 
 
 def run(options):
+    require_tensorflow_backend(NAME)
     size = QUICK if options.quick else FULL
     configs = MATCHED if options.quick else [
         (a, i) for a in ACTIVATIONS for i in INITIALIZERS

@@ -7,6 +7,7 @@ import pytest
 
 from studies import common
 from tests.conftest import make_frame
+from templates.errors import TemplateError
 
 
 def _result(verdict="SUPPORTED"):
@@ -109,3 +110,9 @@ def test_write_study_refuses_an_unknown_verdict(tmp_path):
     options = common.StudyOptions(seeds=(0,), quick=True, output=tmp_path)
     with pytest.raises(ValueError, match="received verdict='MAYBE'"):
         common.write_study(_result("MAYBE"), options, "demo")
+
+
+def test_a_study_that_needs_tensorflow_names_the_active_backend(monkeypatch):
+    monkeypatch.setattr(common.keras.backend, "backend", lambda: "jax")
+    with pytest.raises(TemplateError, match="active Keras backend is 'jax'"):
+        common.require_tensorflow_backend("vanishing_gradients")
