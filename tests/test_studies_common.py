@@ -1,13 +1,14 @@
 """The studies' shared command line and output files."""
 
+import importlib
 import json
 
 import pandas as pd
 import pytest
 
 from studies import common
-from tests.conftest import make_frame
 from templates.errors import TemplateError
+from tests.conftest import make_frame
 
 
 def _result(verdict="SUPPORTED"):
@@ -116,3 +117,17 @@ def test_a_study_that_needs_tensorflow_names_the_active_backend(monkeypatch):
     monkeypatch.setattr(common.keras.backend, "backend", lambda: "jax")
     with pytest.raises(TemplateError, match="active Keras backend is 'jax'"):
         common.require_tensorflow_backend("vanishing_gradients")
+
+
+@pytest.mark.parametrize("study", ["batch_size", "optimizers", "sensitivity"])
+@pytest.mark.parametrize("case", ["missing file", "missing target column"])
+def test_each_csv_study_rejects_a_bad_csv_before_training(capsys, tmp_path, csv_for, study, case):
+    module = importlib.import_module(f"studies.{study}")
+    csv, target = {"missing file": (str(tmp_path / "nope.csv"), "target"),
+                   "missing target column": (csv_for("binary"), "label")}[case]
+    argv = ["--csv", csv, "--target", target, "--task", "binary", "--output", str(tmp_path / "out")]
+    assert module.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert (f"'{csv}' does not exist" if case == "missing file" else "'label' is not in") in err
+    assert not (tmp_path / "out").exists()

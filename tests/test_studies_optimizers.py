@@ -39,3 +39,15 @@ def test_every_tuned_rate_comes_from_the_grid(quick_run):
 def test_epochs_to_target_is_the_first_epoch_at_or_below_it():
     assert optimizers.epochs_to_target([0.9, 0.4, 0.3], target=0.4) == 2
     assert optimizers.epochs_to_target([float("nan"), 0.5], target=0.4) is None
+
+
+def test_runs_on_a_users_table(tmp_path, csv_for):
+    csv = csv_for("multiclass", name="users_table.csv")
+    output = tmp_path / "out"
+    argv = ["--quick", "--csv", csv, "--target", "target", "--task", "multiclass",
+            "--output", str(output)]
+    assert optimizers.main(argv) == 0
+    assert sorted(p.name for p in output.iterdir()) == sorted(common.FILES)
+    record = json.loads((output / "results.json").read_text())
+    assert record["data"] == csv
+    assert "the user CSV (multiclass)" in (output / "summary.md").read_text()

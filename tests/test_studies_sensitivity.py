@@ -36,3 +36,16 @@ def test_variants_change_one_setting_to_each_other_choice_and_range_end():
         "dropout": Hyperparameter("dropout", float, bool, "", low=0.0, high=0.5, default=0.0),
     }
     assert sensitivity.variants(space) == [("optimizer", "sgd"), ("dropout", 0.5)]
+
+
+def test_runs_the_users_task_template_on_a_users_table(tmp_path, csv_for):
+    csv = csv_for("binary", name="users_table.csv")
+    output = tmp_path / "out"
+    argv = ["--quick", "--csv", csv, "--target", "target", "--task", "binary", "--output", str(output)]
+    assert sensitivity.main(argv) == 0
+    assert sorted(p.name for p in output.iterdir()) == sorted(common.FILES)
+    record = json.loads((output / "results.json").read_text())
+    assert record["data"] == csv
+    assert record["settings"]["task"] == "binary"
+    assert record["settings"]["template"] == "templates/binary.py"
+    assert f"the user CSV {csv} (binary)" in (output / "summary.md").read_text()
