@@ -40,10 +40,8 @@ from sklearn.model_selection import train_test_split
 from templates import data as template_data
 from templates.cli import ArgumentParser
 from templates.errors import TemplateError
-from templates.tasks import TASKS, get_task
-
 from templates.numbers import format_number
-
+from templates.tasks import TASKS, get_task
 
 DEFAULT_SEEDS = (0, 1, 2)
 

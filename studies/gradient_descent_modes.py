@@ -26,11 +26,11 @@ import tensorflow as tf
 
 from studies.common import (
     StudyResult,
-    require_tensorflow_backend,
     make_regression_data,
     mlp,
     new_figure,
     repeated_dataset,
+    require_tensorflow_backend,
     seed_everything,
     split,
     study_main,

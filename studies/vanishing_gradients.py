@@ -31,11 +31,11 @@ import tensorflow as tf
 from callbacks import ActivationMonitor, GradientMonitor
 from studies.common import (
     StudyResult,
-    require_tensorflow_backend,
     make_regression_data,
     mlp,
     new_figure,
     repeated_dataset,
+    require_tensorflow_backend,
     seed_everything,
     study_main,
 )
