@@ -17,9 +17,19 @@ Every backend module provides:
   called by every layer during the step, filling the dict `outputs`:
   with the output tensors (TensorFlow, PyTorch), or, on JAX, whose
   forward pass runs inside `jax.value_and_grad` and cannot let tensors
-  out, with `None` at trace time replaced by a bool "all finite" sent to
-  the host when the step runs.
+  out, with `None` at trace time, replaced by `False` sent to the host
+  when the step runs and a layer's output is not all finite (nothing is
+  sent while outputs are finite: a host callback per layer and step would
+  cost more than the step).
 - `wait()`: waits until what `output_recorder` sends to the host arrived.
+- `StepSums(keys)`: sums tensors over the steps of one call of a train
+  function (`steps_per_execution`). `add(key, tensor)`, called in the step,
+  returns what the step returns in its logs under `key` (on TensorFlow,
+  the running sum of the call, kept in a variable; elsewhere the tensor
+  itself); `train_function(model, step)` builds the train function (as
+  `make_train_function`) whose logs hold, under each key, a pair whose
+  first element is the sum over the call's steps (on JAX, the function
+  calls the compiled one-step function once per step and adds).
 - `peek_batch(args)`: given the arguments of a train function call, returns
   `(batch, args)`: the first batch of the call and arguments that still
   feed that batch to the train function.

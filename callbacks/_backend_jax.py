@@ -19,6 +19,52 @@ def make_train_function(model, step):
     return _backend.built_by_keras(model, step)
 
 
+class StepSums:
+    """Sums the step's values over the steps of one train function call.
+
+    Keras's JAX train function with `steps_per_execution=N` is a Python loop
+    calling the compiled one-step function up to N times, returning the last
+    step's logs. This one is the same loop (the compiled function built by
+    Keras with one step per call), which also adds up, on the device, the
+    first element of each step's `(summed, last)` pair under every key.
+    """
+
+    def __init__(self, keys):
+        self._keys = list(keys)
+
+    def add(self, key, value):
+        del key
+        return value
+
+    def train_function(self, model, step):
+        steps = int(getattr(model, "steps_per_execution", 1) or 1)
+        if steps == 1:
+            return make_train_function(model, step)
+        model.steps_per_execution = 1
+        try:
+            one_step = _backend.built_by_keras(model, step)
+        finally:
+            model.steps_per_execution = steps
+        keys = self._keys
+
+        def function(state, iterator):
+            logs, state = one_step(state, iterator)
+            totals = {key: logs[key][0] for key in keys}
+            for _ in range(steps - 1):
+                try:
+                    logs, state = one_step(state, iterator)
+                except StopIteration:
+                    break
+                for key in keys:
+                    totals[key] = totals[key] + logs[key][0]
+            logs = dict(logs)
+            for key in keys:
+                logs[key] = (totals[key], logs[key][1])
+            return logs, state
+
+        return function
+
+
 def around_train_step(model, train_step, around):
     del model
 
@@ -37,13 +83,16 @@ def around_train_step(model, train_step, around):
 
 
 def output_recorder(outputs):
-    """Records whether each layer output is finite, delivered to the host.
+    """Records which layer outputs were not finite, delivered to the host.
 
     The forward pass runs inside `jax.value_and_grad`, whose values cannot
-    leave it as step outputs: `jax.debug.callback` sends each layer's
-    "all finite" flag to the host when the step runs. The layer names enter
-    `outputs` at trace time (in call order, with the value `None`); the
-    flags replace them when the step runs (`wait()` first).
+    leave it as step outputs: `jax.debug.callback` sends `False` to the host
+    when a layer's output is not all finite, and only then (under
+    `lax.cond`): a host callback per layer and step would cost more than a
+    small model's step. The layer names enter `outputs` at trace time (in
+    call order, with the value `None`); a `False` replaces `None` when a
+    step finds the output not finite (`wait()` first). The reader sets the
+    values back to `None` after reading.
     """
     import jax
     import jax.numpy as jnp
@@ -51,7 +100,8 @@ def output_recorder(outputs):
     def storing(name):
         # A closure, not functools.partial: JAX flattens partials' arguments.
         def store(flag):
-            outputs[name] = bool(flag)
+            if not bool(flag):
+                outputs[name] = False
 
         return store
 
@@ -59,7 +109,12 @@ def output_recorder(outputs):
         for tensor in jax.tree_util.tree_leaves(output):
             if jnp.issubdtype(tensor.dtype, jnp.floating):
                 outputs.setdefault(name, None)
-                jax.debug.callback(storing(name), jnp.all(jnp.isfinite(tensor)))
+                finite = jnp.all(jnp.isfinite(tensor))
+                jax.lax.cond(
+                    finite,
+                    lambda: None,
+                    lambda: jax.debug.callback(storing(name), finite),
+                )
                 return
 
     return record

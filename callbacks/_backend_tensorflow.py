@@ -17,6 +17,51 @@ def make_train_function(model, step):
     return _backend.built_by_keras(model, step)
 
 
+class StepSums:
+    """Sums tensors over the steps of one train function call, in variables.
+
+    Keras runs the steps of a call in a `tf.while_loop`: a sum crosses steps
+    in a variable (created outside the traced function, at the first
+    trace), which the train function sets to zero before every call.
+    """
+
+    def __init__(self, keys):
+        self._totals = {key: None for key in keys}
+
+    def add(self, key, value):
+        import tensorflow as tf
+
+        total = self._totals[key]
+        if total is None:
+            with tf.init_scope():
+                total = tf.Variable(
+                    tf.zeros(value.shape, value.dtype), trainable=False
+                )
+            self._totals[key] = total
+        with tf.control_dependencies(
+            [total.assign_add(value, read_value=False)]
+        ):
+            return tf.identity(total.read_value())
+
+    def train_function(self, model, step):
+        built = make_train_function(model, step)
+        totals = self._totals
+
+        def function(*args):
+            for total in totals.values():
+                if total is not None:
+                    total.assign(tf_zeros_like(total))
+            return built(*args)
+
+        return function
+
+
+def tf_zeros_like(variable):
+    import tensorflow as tf
+
+    return tf.zeros(variable.shape, variable.dtype)
+
+
 def around_train_step(model, train_step, around):
     del model
 

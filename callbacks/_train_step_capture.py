@@ -15,13 +15,17 @@ dispatcher which, for the call a callback asked about:
   keeps the gradients it receives (before clipping) and the weights before
   and after the update, and every leaf layer's `call` records its output
   (on JAX, whose traced gradient computation cannot let tensors out, a flag
-  "all finite" sent to the host: see `callbacks._backend`). The
-  callbacks turn these into a few tensors, returned in the step's logs
-  under a private key that the callback removes.
+  "all finite" sent to the host only when it is false: see
+  `callbacks._backend`). Each callback turns these into a pair `(summed,
+  last)`: `summed`, a 1-D float32 tensor, is summed over the steps of the
+  call (with `steps_per_execution=N` a call runs up to N steps; the backend's
+  `StepSums` does the sum), `last` (a tuple of tensors) is the last step's.
+  The pair is returned in the call's logs under a private key that the
+  callback removes.
 
 Other calls run the model's own train function: the dispatcher costs one
-Python call per step. Each combination of measuring callbacks is compiled
-once per `fit()`, at its first use.
+Python call per call of the train function. Each combination of measuring
+callbacks is compiled once per `fit()`, at its first use.
 """
 
 import contextlib
@@ -113,6 +117,8 @@ class _Hub:
         model = self.model
         backend = self.backend
 
+        sums = backend.StepSums([callback.capture_key for callback in callbacks])
+
         def around(data, run):
             applied = {}
             outputs = {}
@@ -123,13 +129,13 @@ class _Hub:
             logs = dict(logs)
             with backend.inference():
                 for callback in callbacks:
-                    logs[callback.capture_key] = callback.in_step(
-                        data, applied, outputs
-                    )
+                    summed, last = callback.in_step(data, applied, outputs)
+                    key = callback.capture_key
+                    logs[key] = (sums.add(key, summed), tuple(last))
             return logs
 
         step = backend.around_train_step(model, model.train_step, around)
-        return backend.make_train_function(model, step)
+        return sums.train_function(model, step)
 
 
 @contextlib.contextmanager

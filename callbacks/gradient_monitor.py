@@ -48,14 +48,22 @@ class GradientMonitor(ProbeMonitor):
     TensorFlow, a `jit` on JAX: about as long as the model's own first
     step), and a measured step costs a little more than an ordinary one (the
     norms, and a copy of the weights for the update ratio). The other steps
-    run the model's own train function: one extra Python call each.
+    run the model's own train function: one extra Python call per call of
+    the train function.
 
     Schedule: the first step of training (the reference), the last step of
     every epoch (the first step of each epoch when `fit()` does not know the
     epoch's length, e.g. a generator), and the step after every
     `every_n_batches` steps when that is set. With `steps_per_execution=N`
-    one train function call runs N steps: the whole call is measured, and
-    the numbers are those of its last step.
+    one train function call runs N steps: the whole call is measured, every
+    one of its steps, and each number is the root-mean-square over those
+    steps of its per-step value: `sqrt(mean(norm_t ** 2))` for the gradient
+    norm of each layer (and for the global norm, so that the squares of the
+    layer norms still add up to the square of the global norm), and the
+    same for the update-to-weight ratio. The root-mean-square, unlike the
+    last step alone, sees every batch of the call; unlike the mean, it is
+    the norm of the typical gradient, whatever the call's length. The
+    step counted in `history["step"]` is the call's last.
 
     Probe mode (`probe=(x, y)`): instead, the monitor computes the compiled
     loss (`model.compute_loss`, regularisation losses included) on a fixed
@@ -110,9 +118,11 @@ class GradientMonitor(ProbeMonitor):
     Clipping: when the optimizer has `clipnorm` or `global_clipnorm`, the
     norms measured are those before clipping; the monitor records which
     measured steps were clipped (a kernel's norm above `clipnorm`, or the
-    global norm above `global_clipnorm`) and suggests a threshold: the 90th
-    percentile of the observed norms (per-variable maximum for `clipnorm`,
-    global norm for `global_clipnorm`), as the playbook advises. When more
+    global norm above `global_clipnorm`; every step of a measured call
+    counts) and suggests a threshold: the 90th percentile of the observed
+    norms (per-variable maximum for `clipnorm`, global norm for
+    `global_clipnorm`; one per measurement, the root-mean-square over the
+    steps of the call), as the playbook advises. When more
     than half of the measured steps were clipped it warns at the end of
     training: such clipping is a lower learning rate in disguise.
 
@@ -270,6 +280,7 @@ class GradientMonitor(ProbeMonitor):
         self._host_outputs = None
         self._not_finite = None
         self._clip = None
+        self._layout = None
         self._writer = None
 
     _TRANSIENT = ProbeMonitor._TRANSIENT + (
@@ -383,11 +394,16 @@ class GradientMonitor(ProbeMonitor):
     def in_step(self, data, applied, outputs):
         """Computes, inside the measuring train step, what the monitor logs.
 
-        Returns a tuple of tensors (TensorFlow's step outputs take tuples as
-        structure, lists as tensors): the squared gradient norm of every
-        trainable variable, the norm of every monitored kernel before the
-        update and the norm of its update, whether each layer output was
-        finite, and (for histograms) the monitored gradients.
+        Returns `(summed, last)`. `summed` is one float32 vector, which the
+        train function sums over the steps of the call
+        (`steps_per_execution`); its parts, in order (`self._layout` holds
+        their lengths): the squared gradient norm of every trainable
+        variable, the squared update-to-weight ratio of every monitored
+        variable, for each layer output 1 if it was not finite (on JAX the
+        host receives these instead), with clipping the squared norm that
+        clipping compares with its threshold and 1 if the step was clipped,
+        and a 1 (the count of steps). `last` is a tuple: for histograms, the
+        monitored gradients of the call's last step; else empty.
         """
         if "variables" not in applied:
             raise RuntimeError(
@@ -401,6 +417,7 @@ class GradientMonitor(ProbeMonitor):
             self._find_variables()
         ops = keras.ops
         position = {id(v): i for i, v in enumerate(applied["variables"])}
+        not_a_number = ops.convert_to_tensor(float("nan"), "float32")
 
         def squared(tensor):
             return ops.sum(ops.square(ops.cast(tensor, "float32")))
@@ -412,22 +429,27 @@ class GradientMonitor(ProbeMonitor):
         squares = ops.stack(
             [ops.zeros(()) if g is None else squared(g) for g in gradients]
         )
-        weights, updates = [], []
+        ratios = []
         for variable in self._monitored:
             i = position.get(id(variable))
             if i is None:
-                weights.append(ops.zeros(()))
-                updates.append(ops.zeros(()))
+                ratios.append(not_a_number)
                 continue
             before = applied["before"][i]
-            weights.append(ops.sqrt(squared(before)))
-            updates.append(
-                ops.sqrt(squared(ops.subtract(applied["after"][i], before)))
+            weight = squared(before)
+            update = squared(ops.subtract(applied["after"][i], before))
+            positive = ops.greater(weight, 0.0)
+            ratios.append(
+                ops.where(
+                    positive,
+                    ops.divide(update, ops.where(positive, weight, 1.0)),
+                    not_a_number,
+                )
             )
         # On JAX the flags reach `outputs` on the host when the step runs.
         on_host = any(output is None for output in outputs.values())
         self._host_outputs = outputs if on_host else None
-        names, finite = [], []
+        names, not_finite = [], []
         for name, output in outputs.items():
             if output is None:
                 continue
@@ -435,41 +457,77 @@ class GradientMonitor(ProbeMonitor):
                 dtype = keras.backend.standardize_dtype(tensor.dtype)
                 if keras.backend.is_float_dtype(dtype):
                     names.append(name)
-                    finite.append(
-                        ops.cast(ops.all(ops.isfinite(tensor)), "float32")
+                    not_finite.append(
+                        1.0 - ops.cast(ops.all(ops.isfinite(tensor)), "float32")
                     )
                     break
         self._output_names = names
-        finite = ops.stack(finite) if finite else ops.zeros((0,))
-        result = (squares, ops.stack(weights), ops.stack(updates), finite)
+        parts = [squares, ops.stack(ratios)]
+        if not_finite:
+            parts.append(ops.stack(not_finite))
+        clip = self._clip
+        if clip:
+            if clip["argument"] == "clipnorm":
+                observed = ops.max(squares)
+            else:
+                observed = ops.sum(squares)
+            clipped = ops.cast(
+                ops.greater(observed, clip["threshold"] ** 2), "float32"
+            )
+            parts.append(ops.stack([observed, clipped]))
+        parts.append(ops.ones((1,)))
+        self._layout = (
+            len(self._all_variables),
+            len(self._monitored),
+            len(not_finite),
+            2 if clip else 0,
+        )
+        last = ()
         if self.histogram_dir is not None:
             index = {id(v): i for i, v in enumerate(self._all_variables)}
-            result += tuple(
+            last = tuple(
                 ops.zeros(v.shape)
                 if gradients[index[id(v)]] is None
                 else ops.cast(gradients[index[id(v)]], "float32")
                 for v in self._monitored
             )
-        return result
+        return ops.concatenate(parts), last
 
     def _step_values(self, value):
+        """Turns a measured call's `(summed, last)` into log entries.
+
+        Each quantity is the root-mean-square over the call's steps of its
+        per-step value: the gradient norms (layer and global), the
+        update-to-weight ratios, and the norm clipping compares with its
+        threshold (`suggested_clipnorm` takes its percentile over calls);
+        every step of the call counts in `grad_norm/clipped_fraction`, and
+        an output is not finite when it was not at any step.
+        """
         backend = _backend.get("GradientMonitor")
-        squares, weights, updates, finite, *gradients = [
-            backend.to_numpy(t).astype("float64") for t in value
-        ]
+        summed, last = value
+        summed = backend.to_numpy(summed).astype("float64")
+        gradients = [backend.to_numpy(t).astype("float64") for t in last]
+        variables, monitored, outputs, clipping = self._layout
+        count = summed[-1]
+        parts = np.split(
+            summed[:-1],
+            np.cumsum([variables, monitored, outputs, clipping])[:-1],
+        )
+        squares, ratios, not_finite, clip = (part / count for part in parts)
+        finite = not_finite == 0
         if self._host_outputs is not None:
             backend.wait()
             self._output_names = list(self._host_outputs)
-            # None: no flag arrived (a layer not called by the step).
-            finite = np.array([f is None or f for f in self._host_outputs.values()])
+            # None: no flag arrived, the output was finite at every step.
+            finite = np.array([f is not False for f in self._host_outputs.values()])
+            for name in self._host_outputs:
+                self._host_outputs[name] = None
         all_norms = np.sqrt(squares)
         position = {id(v): i for i, v in enumerate(self._all_variables)}
         norms = all_norms[[position[id(v)] for v in self._monitored]]
         values = self._summarize(norms)
         values["grad_norm/global"] = float(np.sqrt(squares.sum()))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = np.where(weights > 0, updates / weights, np.nan)
-        for layer, ratio in zip(self._layers, ratios):
+        for layer, ratio in zip(self._layers, np.sqrt(ratios)):
             values[f"update_ratio/{layer}"] = float(ratio)
         self._not_finite = None
         if not np.all(np.isfinite(all_norms)) or not np.all(finite):
@@ -478,21 +536,18 @@ class GradientMonitor(ProbeMonitor):
                 layer for layer, norm in zip(self._layers, norms) if not np.isfinite(norm)
             ]
             self._not_finite = (outputs[:1], layers[:1])
-        self._count_clipping(all_norms, values)
+        if len(clip) and np.all(np.isfinite(all_norms)):
+            self._count_clipping(
+                float(np.sqrt(clip[0])), int(round(clip[1] * count)), int(count), values
+            )
         self._write_histograms(gradients)
         return values
 
-    def _count_clipping(self, all_norms, values):
+    def _count_clipping(self, observed, clipped, steps, values):
         clip = self._clip
-        if not clip or not np.all(np.isfinite(all_norms)):
-            return
-        if clip["argument"] == "clipnorm":
-            observed = float(all_norms.max())
-        else:
-            observed = values["grad_norm/global"]
         clip["observed"].append(observed)
-        clip["measured"] += 1
-        clip["clipped"] += observed > clip["threshold"]
+        clip["measured"] += steps
+        clip["clipped"] += clipped
         values["grad_norm/clipped_fraction"] = clip["clipped"] / clip["measured"]
 
     def _between_measurements(self, logs):

@@ -73,8 +73,18 @@ def monitor_warnings(caught):
 
 def independent_gradient_norms(model, weights, x, y, layers, training):
     """Kernel gradient norms of the mean binary cross-entropy, by the backend's autograd."""
-    model.set_weights(weights)
     kernels = [model.get_layer(name).kernel for name in layers]
+    gradients = independent_gradients(model, weights, x, y, kernels, training)
+    return [float(np.linalg.norm(g)) for g in gradients]
+
+
+def independent_gradients(model, weights, x, y, variables, training):
+    """Gradients of the mean binary cross-entropy, by the backend's autograd.
+
+    Returns NumPy arrays, one per variable of `variables`, at `weights`.
+    """
+    model.set_weights(weights)
+    kernels = list(variables)
 
     def loss_of(prediction):
         return keras.ops.mean(keras.losses.binary_crossentropy(y, prediction))
@@ -104,7 +114,7 @@ def independent_gradient_norms(model, weights, x, y, layers, training):
         loss = loss_of(model(x, training=training))
         gradients = torch.autograd.grad(loss, [k.value for k in kernels])
         gradients = [g.detach().cpu().numpy() for g in gradients]
-    return [float(np.linalg.norm(np.asarray(g))) for g in gradients]
+    return [np.asarray(g, dtype="float64") for g in gradients]
 
 
 LAYERS = ["hidden_1", "hidden_2", "hidden_3", "output"]
@@ -127,6 +137,63 @@ def test_real_batch_norms_equal_an_independent_gradient():
     expected_ratios = [0.01 * g / np.linalg.norm(k) for g, k in zip(expected, kernels)]
     ratios = [monitor.history[f"update_ratio/{name}"][0] for name in LAYERS]
     np.testing.assert_allclose(ratios, expected_ratios, rtol=1e-3)
+
+
+@several_steps_per_call
+def test_a_call_of_several_steps_reports_the_root_mean_square_over_its_steps():
+    keras.utils.set_random_seed(0)
+    model = mlp("tanh", depth=3, units=16)
+    initial = model.get_weights()
+    monitor = GradientMonitor()
+    train(model, monitor, steps_per_execution=4)
+
+    # The first call runs steps 1 to 4 (batches 0 to 3) from the initial
+    # weights: replay them with plain SGD (learning rate 0.01).
+    x, y = data()
+    weights = [w.astype("float64") for w in initial]
+    norms, global_norms, ratios = [], [], []
+    for step in range(4):
+        rows = slice(16 * step, 16 * (step + 1))
+        gradients = independent_gradients(
+            model, weights, x[rows], y[rows], model.trainable_variables, True
+        )
+        kernels = [2 * i for i in range(len(LAYERS))]  # kernel, bias, ...
+        norms.append([np.linalg.norm(gradients[i]) for i in kernels])
+        global_norms.append(np.sqrt(sum(np.sum(g * g) for g in gradients)))
+        updated = [w - 0.01 * g for w, g in zip(weights, gradients)]
+        ratios.append([np.linalg.norm(updated[i] - weights[i]) / np.linalg.norm(weights[i])
+                       for i in kernels])
+        weights = updated
+
+    def root_mean_square(per_step):
+        return np.sqrt(np.mean(np.square(per_step), axis=0))
+
+    assert monitor.history["step"] == [4, 8]
+    measured = [monitor.history[f"grad_norm/{name}"][0] for name in LAYERS]
+    np.testing.assert_allclose(measured, root_mean_square(norms), rtol=1e-4)
+    np.testing.assert_allclose(monitor.history["grad_norm/global"][0],
+                               root_mean_square(global_norms), rtol=1e-4)
+    measured_ratios = [monitor.history[f"update_ratio/{name}"][0] for name in LAYERS]
+    np.testing.assert_allclose(measured_ratios, root_mean_square(ratios), rtol=1e-3)
+    # Not the last step's alone: the batches' norms differ by more than rtol.
+    assert not np.allclose(measured, norms[-1], rtol=1e-3)
+
+
+@several_steps_per_call
+def test_clipping_counts_every_step_of_a_measured_call():
+    keras.utils.set_random_seed(0)
+    monitor = GradientMonitor()
+    with pytest.warns(UserWarning, match="lower learning rate in disguise"):
+        history = train(mlp("relu", "he_normal", depth=2), monitor, steps_per_execution=4,
+                        optimizer=keras.optimizers.SGD(0.01, global_clipnorm=1e-3))
+
+    # Two calls of 4 steps, both measured (the first, the epoch's last).
+    assert monitor.history["step"] == [4, 8]
+    assert monitor._clip["measured"] == 8
+    assert history["grad_norm/clipped_fraction"] == [1.0]
+    assert monitor.suggested_clipnorm == pytest.approx(
+        np.percentile(monitor.history["grad_norm/global"], 90)
+    )
 
 
 def test_probe_norms_equal_an_independent_gradient():
