@@ -10,9 +10,11 @@ model) and work on the TensorFlow, JAX and PyTorch backends.
 from callbacks.activation_monitor import ActivationMonitor
 from callbacks.gradient_monitor import GradientMonitor
 from callbacks.learning_rate_finder import LearningRateFinder
-from callbacks.output_loss_check import OutputLossCheck
-from callbacks.output_loss_check import OutputLossMismatchError
-from callbacks.output_loss_check import check_output_loss
+from callbacks.output_loss_check import (
+    OutputLossCheck,
+    OutputLossMismatchError,
+    check_output_loss,
+)
 
 __all__ = [
     "ActivationMonitor",

@@ -112,8 +112,9 @@ def output_recorder(outputs):
                 finite = jnp.all(jnp.isfinite(tensor))
                 jax.lax.cond(
                     finite,
-                    lambda: None,
-                    lambda: jax.debug.callback(storing(name), finite),
+                    lambda flag: None,
+                    lambda flag: jax.debug.callback(storing(name), flag),
+                    finite,
                 )
                 return
 

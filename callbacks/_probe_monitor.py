@@ -10,8 +10,7 @@ import warnings
 
 import keras
 
-from callbacks import _probe
-from callbacks import _train_step_capture
+from callbacks import _probe, _train_step_capture
 
 ACTIONS = ("warn", "stop", "raise")
 

@@ -26,7 +26,7 @@ def fit_arguments(kind, x, y, batch_size):
     if kind == "arrays":
         return {"x": x, "y": y, "batch_size": batch_size}
     batches = [
-        (keras.tree.map_structure(lambda column: column[start:start + batch_size], x),
+        (keras.tree.map_structure(lambda column, start=start: column[start:start + batch_size], x),
          y[start:start + batch_size])
         for start in range(0, len(y), batch_size)
     ]

@@ -6,9 +6,7 @@ import warnings
 import keras
 import numpy as np
 
-from callbacks import _backend
-from callbacks import _plotting
-from callbacks import _probe
+from callbacks import _backend, _plotting, _probe
 from callbacks._probe_monitor import ProbeMonitor
 
 # A unit output counts as saturated where the activation's derivative is

@@ -6,9 +6,7 @@ import warnings
 import keras
 import numpy as np
 
-from callbacks import _backend
-from callbacks import _plotting
-from callbacks import _probe
+from callbacks import _backend, _plotting, _probe
 from callbacks._probe_monitor import ProbeMonitor
 
 # Activations whose derivative is well below 1 almost everywhere, so that the
@@ -538,7 +536,7 @@ class GradientMonitor(ProbeMonitor):
             self._not_finite = (outputs[:1], layers[:1])
         if len(clip) and np.all(np.isfinite(all_norms)):
             self._count_clipping(
-                float(np.sqrt(clip[0])), int(round(clip[1] * count)), int(count), values
+                float(np.sqrt(clip[0])), round(clip[1] * count), round(count), values
             )
         self._write_histograms(gradients)
         return values
@@ -876,11 +874,9 @@ def _entry_name(model, variable):
     """`sequential/dense_1/kernel` -> `dense_1`; `.../bias` keeps `/bias`."""
     path = variable.path
     prefix = f"{model.name}/"
-    if path.startswith(prefix):
-        path = path[len(prefix) :]
+    path = path.removeprefix(prefix)
     suffix = "/kernel"
-    if path.endswith(suffix):
-        path = path[: -len(suffix)]
+    path = path.removesuffix(suffix)
     return path
 
 

@@ -5,8 +5,7 @@ import collections
 import keras
 import numpy as np
 
-from callbacks import _backend
-from callbacks import _train_step_capture
+from callbacks import _backend, _train_step_capture
 
 # Task knowledge: loss function name -> (family, loss class, activation of
 # the output that goes with it). Families drive the rules below.

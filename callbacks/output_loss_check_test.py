@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 
 from callbacks._testing import fit_arguments
-from callbacks.output_loss_check import OutputLossCheck
-from callbacks.output_loss_check import OutputLossMismatchError
-from callbacks.output_loss_check import check_output_loss
+from callbacks.output_loss_check import (
+    OutputLossCheck,
+    OutputLossMismatchError,
+    check_output_loss,
+)
 
 ROWS = 32
 RNG = np.random.default_rng(0)
