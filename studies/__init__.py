@@ -19,6 +19,15 @@ Example:
 ('vanishing_gradients', 9)
 """
 
+import os
+
+# The studies measure with TensorFlow (tf.GradientTape, TensorFlow's allocator
+# statistics, tf.data) and their committed results ran on it: they run on
+# TensorFlow unless KERAS_BACKEND names another backend (set before the
+# templates choose the kit's backend, and inherited by `python -m studies`'
+# study processes).
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
 # Before any study imports Keras: importing the templates imports TensorFlow
 # without its C++ start-up lines (templates.tensorflow_logs).
 import templates  # noqa: F401
