@@ -11,17 +11,19 @@ Every backend module provides:
   `model.train_function`, built the way Keras builds it, from `step`, a
   function with the signature of `model.train_step`.
 - `around_train_step(model, train_step, around)`: a step with the
-  signature of `train_step` that calls `around(data, run)`, where `run()`
-  runs `train_step` and returns its logs.
-- `output_recorder(outputs)`: a function `record(layer_name, output)`
-  called by every layer during the step, filling the dict `outputs`:
-  with the output tensors (TensorFlow, PyTorch), or, on JAX, whose
-  forward pass runs inside `jax.value_and_grad` and cannot let tensors
-  out, with `None` at trace time, replaced by `False` sent to the host
-  when the step runs and a layer's output is not all finite (nothing is
-  sent while outputs are finite: a host callback per layer and step would
-  cost more than the step).
-- `wait()`: waits until what `output_recorder` sends to the host arrived.
+  signature of `train_step` that calls `around(data, run, forward)`, where
+  `run()` runs `train_step` and returns its logs, and `forward` is `None`
+  (TensorFlow, PyTorch: the layer outputs can be recorded while `run()`
+  runs) or, on JAX, whose forward pass runs inside `jax.value_and_grad`
+  and cannot let tensors out, a function running the model's forward pass
+  again, in training mode, on the step's batch and weights before the
+  update (and random state: the same dropout masks).
+- `finite_outputs(gradients, flags)` (JAX): returns `flags()` (`(names,
+  vector)`, computed by a `forward` pass) when a gradient is not finite,
+  and a vector of ones otherwise, without running the forward pass
+  (`lax.cond`). A host callback from inside the step would cost more than
+  a small model's step: any effect makes every call of the compiled
+  function take JAX's slow dispatch path.
 - `StepSums(keys)`: sums tensors over the steps of one call of a train
   function (`steps_per_execution`). `add(key, tensor)`, called in the step,
   returns what the step returns in its logs under `key` (on TensorFlow,

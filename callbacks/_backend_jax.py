@@ -9,6 +9,7 @@ imported where it is used.
 import contextlib
 import itertools
 
+import keras
 import numpy as np
 
 from callbacks import _backend
@@ -66,8 +67,6 @@ class StepSums:
 
 
 def around_train_step(model, train_step, around):
-    del model
-
     def step(state, data):
         new_state = []
 
@@ -76,56 +75,56 @@ def around_train_step(model, train_step, around):
             new_state.append(state_after)
             return logs
 
-        logs = around(data, run)
+        def forward():
+            # The same weights and random state as the step's own forward
+            # pass: the same outputs.
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            trainable, non_trainable, optimizer_variables, metrics = state
+            model.compute_loss_and_updates(
+                trainable,
+                non_trainable,
+                metrics,
+                x,
+                y,
+                sample_weight,
+                training=True,
+                optimizer_variables=optimizer_variables,
+            )
+
+        logs = around(data, run, forward)
         return logs, new_state[0]
 
     return step
 
 
-def output_recorder(outputs):
-    """Records which layer outputs were not finite, delivered to the host.
+def finite_outputs(gradients, flags):
+    """`flags()` when a gradient is not finite, else the same shape of ones.
 
-    The forward pass runs inside `jax.value_and_grad`, whose values cannot
-    leave it as step outputs: `jax.debug.callback` sends `False` to the host
-    when a layer's output is not all finite, and only then (under
-    `lax.cond`): a host callback per layer and step would cost more than a
-    small model's step. The layer names enter `outputs` at trace time (in
-    call order, with the value `None`); a `False` replaces `None` when a
-    step finds the output not finite (`wait()` first). The reader sets the
-    values back to `None` after reading.
+    `flags()` returns `(names, vector)`. Both branches of `lax.cond` are
+    traced (the forward pass twice, at trace time only); when the step
+    runs, only the branch taken runs, and the other's forward pass, whose
+    result only gives the shape of the ones, is left out by XLA.
     """
     import jax
     import jax.numpy as jnp
 
-    def storing(name):
-        # A closure, not functools.partial: JAX flattens partials' arguments.
-        def store(flag):
-            if not bool(flag):
-                outputs[name] = False
+    names = []
 
-        return store
+    def computed():
+        traced_names, vector = flags()
+        names[:] = traced_names
+        return vector
 
-    def record(name, output):
-        for tensor in jax.tree_util.tree_leaves(output):
-            if jnp.issubdtype(tensor.dtype, jnp.floating):
-                outputs.setdefault(name, None)
-                finite = jnp.all(jnp.isfinite(tensor))
-                jax.lax.cond(
-                    finite,
-                    lambda flag: None,
-                    lambda flag: jax.debug.callback(storing(name), flag),
-                    finite,
-                )
-                return
-
-    return record
-
-
-def wait():
-    """Waits until the flags sent by `output_recorder` have arrived."""
-    import jax
-
-    jax.effects_barrier()
+    healthy = jnp.all(
+        jnp.stack(
+            [jnp.all(jnp.isfinite(g)) for g in gradients if g is not None]
+            or [jnp.array(True)]
+        )
+    )
+    vector = jax.lax.cond(
+        healthy, lambda: jnp.ones_like(computed()), computed
+    )
+    return names, vector
 
 
 def peek_batch(args):

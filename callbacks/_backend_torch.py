@@ -40,15 +40,6 @@ def around_train_step(model, train_step, around):
     return step
 
 
-def output_recorder(outputs):
-    """Records each layer output, as a tensor, in `outputs` (name -> output)."""
-    return outputs.__setitem__
-
-
-def wait():
-    """Nothing to wait for: `output_recorder` keeps tensors of the step."""
-
-
 def peek_batch(args):
     (data,) = args
     return data[0], args

@@ -13,9 +13,10 @@ dispatcher which, for the call a callback asked about:
   wrapped so that, while it runs (traced once on TensorFlow and JAX, every
   call on PyTorch), the optimizer's `apply` is replaced by a wrapper that
   keeps the gradients it receives (before clipping) and the weights before
-  and after the update, and every leaf layer's `call` records its output
-  (on JAX, whose traced gradient computation cannot let tensors out, a flag
-  "all finite" sent to the host only when it is false: see
+  and after the update, and every leaf layer's `call` records whether its
+  output was all finite (on JAX, whose traced gradient computation cannot
+  let tensors out, a second forward pass on the same batch and weights
+  records them, run only when a gradient is not finite: see
   `callbacks._backend`). Each callback turns these into a pair `(summed,
   last)`: `summed`, a 1-D float32 tensor, is summed over the steps of the
   call (with `steps_per_execution=N` a call runs up to N steps; the backend's
@@ -119,17 +120,27 @@ class _Hub:
 
         sums = backend.StepSums([callback.capture_key for callback in callbacks])
 
-        def around(data, run):
+        def around(data, run, forward=None):
             applied = {}
             outputs = {}
-            with _capturing_apply(model.optimizer, applied), _capturing_outputs(
-                model, backend.output_recorder(outputs)
-            ):
+            recording = (
+                _capturing_outputs(model, outputs.__setitem__)
+                if forward is None
+                else contextlib.nullcontext()
+            )
+            with _capturing_apply(model.optimizer, applied), recording:
                 logs = run()
             logs = dict(logs)
             with backend.inference():
+                if forward is None:
+                    finite = _finite_flags(outputs)
+                else:
+                    finite = backend.finite_outputs(
+                        applied.get("gradients", []),
+                        lambda: _finite_flags(_forward_outputs(model, forward)),
+                    )
                 for callback in callbacks:
-                    summed, last = callback.in_step(data, applied, outputs)
+                    summed, last = callback.in_step(data, applied, finite)
                     key = callback.capture_key
                     logs[key] = (sums.add(key, summed), tuple(last))
             return logs
@@ -202,6 +213,33 @@ def _capturing_apply(optimizer, applied):
     finally:
         del optimizer.__dict__["apply"]
         optimizer.__dict__.pop("stateless_apply", None)
+
+
+def _forward_outputs(model, forward):
+    """Runs `forward()` and returns the leaf layers' outputs by name."""
+    outputs = {}
+    with _capturing_outputs(model, outputs.__setitem__):
+        forward()
+    return outputs
+
+
+def _finite_flags(outputs):
+    """`(names, flags)`: the layers with a floating output, 1.0 where all finite.
+
+    `names` lists, in call order, the layers of `outputs` (name -> output)
+    whose output has a floating tensor; `flags` is a float32 vector, for
+    each, 1.0 if its first floating tensor is all finite, else 0.0.
+    """
+    ops = keras.ops
+    names, flags = [], []
+    for name, output in outputs.items():
+        for tensor in keras.tree.flatten(output):
+            dtype = keras.backend.standardize_dtype(tensor.dtype)
+            if keras.backend.is_float_dtype(dtype):
+                names.append(name)
+                flags.append(ops.cast(ops.all(ops.isfinite(tensor)), "float32"))
+                break
+    return names, ops.stack(flags) if flags else ops.zeros((0,))
 
 
 @contextlib.contextmanager

@@ -1,5 +1,7 @@
 """Fixtures shared by the callbacks' tests."""
 
+import inspect
+
 import keras
 import numpy as np
 import pandas as pd
@@ -30,5 +32,11 @@ def template_data():
          "city": rng.choice(["Oslo", "Rome", "Lima"], 200)}
     )
     target = np.where(features["age"] > 40, "yes", "no")
-    probe_x = preprocessing.frame_to_inputs(features.head(64), preprocessing.column_kinds(features))
+    kinds = preprocessing.column_kinds(features)
+    arguments = [features.head(64), kinds]
+    # The templates' preprocessing (reworked for JAX at the time of writing)
+    # may take the text columns' vocabularies as an argument.
+    if "vocabularies" in inspect.signature(preprocessing.frame_to_inputs).parameters:
+        arguments.append(preprocessing.text_vocabularies(features))
+    probe_x = preprocessing.frame_to_inputs(*arguments)
     return features, target, probe_x

@@ -275,7 +275,6 @@ class GradientMonitor(ProbeMonitor):
         self._all_variables = []
         self._monitored = []
         self._output_names = []
-        self._host_outputs = None
         self._not_finite = None
         self._clip = None
         self._layout = None
@@ -285,7 +284,6 @@ class GradientMonitor(ProbeMonitor):
         "_all_variables",
         "_monitored",
         "_writer",
-        "_host_outputs",
     )
 
     vanishing_layers = property(lambda self: self._flagged["vanishing"])
@@ -397,8 +395,9 @@ class GradientMonitor(ProbeMonitor):
         (`steps_per_execution`); its parts, in order (`self._layout` holds
         their lengths): the squared gradient norm of every trainable
         variable, the squared update-to-weight ratio of every monitored
-        variable, for each layer output 1 if it was not finite (on JAX the
-        host receives these instead), with clipping the squared norm that
+        variable, for each layer output 1 if it was not finite (`outputs`:
+        the names of the layers with a floating output, in call order, and
+        a vector, 1.0 where it was all finite), with clipping the squared norm that
         clipping compares with its threshold and 1 if the step was clipped,
         and a 1 (the count of steps). `last` is a tuple: for histograms, the
         monitored gradients of the call's last step; else empty.
@@ -444,25 +443,10 @@ class GradientMonitor(ProbeMonitor):
                     not_a_number,
                 )
             )
-        # On JAX the flags reach `outputs` on the host when the step runs.
-        on_host = any(output is None for output in outputs.values())
-        self._host_outputs = outputs if on_host else None
-        names, not_finite = [], []
-        for name, output in outputs.items():
-            if output is None:
-                continue
-            for tensor in keras.tree.flatten(output):
-                dtype = keras.backend.standardize_dtype(tensor.dtype)
-                if keras.backend.is_float_dtype(dtype):
-                    names.append(name)
-                    not_finite.append(
-                        1.0 - ops.cast(ops.all(ops.isfinite(tensor)), "float32")
-                    )
-                    break
+        names, finite = outputs
+        not_finite = ops.subtract(1.0, finite)
         self._output_names = names
-        parts = [squares, ops.stack(ratios)]
-        if not_finite:
-            parts.append(ops.stack(not_finite))
+        parts = [squares, ops.stack(ratios), not_finite]
         clip = self._clip
         if clip:
             if clip["argument"] == "clipnorm":
@@ -477,7 +461,7 @@ class GradientMonitor(ProbeMonitor):
         self._layout = (
             len(self._all_variables),
             len(self._monitored),
-            len(not_finite),
+            len(names),
             2 if clip else 0,
         )
         last = ()
@@ -513,13 +497,6 @@ class GradientMonitor(ProbeMonitor):
         )
         squares, ratios, not_finite, clip = (part / count for part in parts)
         finite = not_finite == 0
-        if self._host_outputs is not None:
-            backend.wait()
-            self._output_names = list(self._host_outputs)
-            # None: no flag arrived, the output was finite at every step.
-            finite = np.array([f is not False for f in self._host_outputs.values()])
-            for name in self._host_outputs:
-                self._host_outputs[name] = None
         all_norms = np.sqrt(squares)
         position = {id(v): i for i, v in enumerate(self._all_variables)}
         norms = all_norms[[position[id(v)] for v in self._monitored]]
