@@ -19,7 +19,7 @@ import functools
 import importlib
 import sys
 
-from templates import artifacts, data
+from templates import artifacts, backend, data
 from templates.errors import TemplateError
 from templates.numbers import format_number
 from templates.tasks import get_task
@@ -67,6 +67,20 @@ def add_data_arguments(parser):
     parser.add_argument("--positive-class", help="binary only: the label to treat as positive")
 
 
+def add_backend_argument(parser):
+    """Adds `--backend`, which `templates.backend` reads before Keras is imported."""
+    parser.add_argument("--backend", choices=list(backend.BACKENDS),
+                        help="Keras backend (default: KERAS_BACKEND, else keras.json, else "
+                        f"{backend.DEFAULT_BACKEND})")
+
+
+def parse_backend_arguments(parser, argv):
+    """Parses `argv` and checks that Keras runs on the `--backend` it names."""
+    args = parser.parse_args(argv)
+    backend.check_backend(args.backend)
+    return args
+
+
 def template_parser(task, settings=TrainingConfig(), prog=None):
     """The parser of a template's options; `settings` gives the run settings' defaults.
 
@@ -100,6 +114,7 @@ def template_parser(task, settings=TrainingConfig(), prog=None):
     parser.add_argument("--output", help="results folder (default: a new folder under runs/)")
     parser.add_argument("--overwrite", action="store_true", help="allow writing into an existing --output")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    add_backend_argument(parser)
     return parser
 
 
@@ -115,7 +130,7 @@ def parse_arguments(task, argv=None, settings=TrainingConfig()):
         The `argparse.Namespace`, with `output` set to a new folder under
         `runs/` when not given.
     """
-    args = template_parser(task, settings).parse_args(argv)
+    args = parse_backend_arguments(template_parser(task, settings), argv)
     args.output = args.output or artifacts.default_output_dir(task)
     artifacts.check_output_dir(args.output, args.overwrite)
     args.settings = settings

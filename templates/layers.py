@@ -1,9 +1,12 @@
 """The small layers the templates add to Keras, all serializable.
 
 `ReplaceNaN` fills missing numeric values inside the model, so a saved model
-predicts from raw rows with gaps. `ColumnNames` and `ModelInfo` carry names
-inside the `.keras` file: which raw columns feed the numeric input, and the
-task, class names and kind of output of the model.
+predicts from raw rows with gaps. `TextOneHot` one-hot encodes a text
+column's vocabulary codes and keeps its vocabulary. `ColumnNames` and
+`ModelInfo` carry names inside the `.keras` file: which raw columns feed the
+numeric input, and the task, class names and kind of output of the model.
+Every layer is written in `keras.ops`: a model saved on one backend loads
+and predicts on another.
 
 Example:
 
@@ -13,6 +16,7 @@ Example:
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -106,3 +110,73 @@ class ModelInfo(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "task": self.task, "class_names": self.class_names,
                 "from_logits": self.from_logits}
+
+
+@keras.saving.register_keras_serializable(package="keras_templates")
+class TextOneHot(keras.layers.Layer):
+    """One-hot encodes a text column given as vocabulary codes, and keeps the vocabulary.
+
+    Strings cannot enter a model compiled by JAX, so a text column reaches
+    the model as integer codes (`encode`: 1 + the value's position in
+    `vocabulary`, 0 for a missing or unseen value) and this layer, written
+    in `keras.ops`, turns them into one-hot rows on every backend. The
+    vocabulary travels inside the saved model, so `templates.predict`
+    encodes new raw rows the way the training rows were encoded, whichever
+    backend saved the model and whichever loads it.
+
+    Args:
+        vocabulary: list of str, the column's known values in the order of
+            their codes (from the training rows).
+        column: str, the raw column name. Defaults to the layer's name.
+
+    Example:
+
+    >>> layer = TextOneHot(["blue", "red"], column="colour")
+    >>> codes = layer.encode(np.array(["red", "", "green"], dtype=object))
+    >>> codes.ravel().tolist(), layer(codes).numpy().tolist()
+    ([2, 0, 0], [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    """
+
+    def __init__(self, vocabulary, column=None, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary = [str(value) for value in vocabulary]
+        self.column = str(column) if column is not None else self.name
+
+    @property
+    def depth(self):
+        """int, the width of the one-hot rows: the vocabulary plus the slot for other values."""
+        return len(self.vocabulary) + 1
+
+    def encode(self, values):
+        """Returns the `(rows, 1)` int32 codes of an array of strings (see `text_codes`)."""
+        return text_codes(values, self.vocabulary)
+
+    def call(self, codes):
+        return ops.one_hot(ops.squeeze(ops.cast(codes, "int32"), axis=-1), self.depth)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.depth)
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary": self.vocabulary, "column": self.column}
+
+
+def text_codes(values, vocabulary):
+    """Codes of text values for `TextOneHot`: 1 + position in `vocabulary`, 0 if absent.
+
+    Args:
+        values: array of str, any shape.
+        vocabulary: list of str.
+
+    Returns:
+        `(rows, 1)` int32 array.
+
+    Example:
+
+    >>> text_codes(np.array([["b"], ["a"], ["z"]], dtype=object), ["a", "b"]).ravel().tolist()
+    [2, 1, 0]
+    """
+    codes = {value: code for code, value in enumerate(vocabulary, start=1)}
+    flat = np.asarray(values, dtype=object).ravel()
+    return np.fromiter((codes.get(value, 0) for value in flat), dtype="int32",
+                       count=len(flat)).reshape(-1, 1)

@@ -29,7 +29,8 @@ import pandas as pd
 
 from templates import data, data_loss, layers, preprocessing  # noqa: F401  (registers custom objects)
 from templates.artifacts import replace_atomically
-from templates.cli import ArgumentParser, exits_cleanly_on_bad_input
+from templates.cli import (ArgumentParser, add_backend_argument, exits_cleanly_on_bad_input,
+                           parse_backend_arguments)
 from templates.ensemble import ensemble_members
 from templates.errors import TemplateError
 from templates.recipe import model_info, predict
@@ -37,7 +38,11 @@ from templates.tasks import get_task
 
 
 def load_model(path):
-    """Loads a template's `.keras` file in safe mode.
+    """Loads a template's `.keras` file in safe mode, for prediction on any backend.
+
+    The model is not compiled: prediction needs no optimizer or loss, and a
+    model saved on JAX keeps `jit_compile=True`, which on TensorFlow would
+    run it through XLA for nothing.
 
     Raises:
         TemplateError: if the file is missing or not a Keras model.
@@ -45,7 +50,7 @@ def load_model(path):
     if not os.path.isfile(path):
         raise TemplateError(f"Model file '{path}' does not exist; expected a .keras file.")
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
     except (ValueError, OSError) as error:
         raise TemplateError(
             f"Could not load '{path}' as a Keras model: {str(error).splitlines()[0]}"
@@ -66,7 +71,7 @@ def predict_frame(model, frame, source="the rows"):
     """
     first_member = ensemble_members(model)[0]
     inputs = preprocessing.frame_to_inputs(frame, preprocessing.model_input_kinds(first_member),
-                                           source)
+                                           preprocessing.model_vocabularies(first_member), source)
     info = model_info(model)
     columns = get_task(info.task).decode_predictions(predict(model, inputs), info.class_names)
     return pd.DataFrame(columns)
@@ -79,7 +84,8 @@ def main(argv=None):
     parser.add_argument("--csv", required=True, help="rows to predict, with the training columns")
     parser.add_argument("--output", required=True, help="CSV file to write the predictions to")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    args = parser.parse_args(argv)
+    add_backend_argument(parser)
+    args = parse_backend_arguments(parser, argv)
     if os.path.exists(args.output) and not args.overwrite:
         raise TemplateError(f"Output file '{args.output}' already exists; pass --overwrite to replace it.")
     rows = data.read_csv(args.csv)

@@ -4,7 +4,10 @@ Each column becomes one named `keras.Input`. Numeric columns are normalised
 with statistics of the training split only, and their missing values become
 the training mean. Text columns are one-hot encoded with a vocabulary from the
 training split; missing and unseen values share one extra slot. Because all of
-this lives in the model, the saved model predicts from raw rows.
+this lives in the model, the saved model predicts from raw rows: strings
+cannot enter a model compiled by JAX, so `frame_to_inputs` turns each text
+column into codes of the vocabulary the model keeps (`TextOneHot`), on every
+backend.
 
 Example:
 
@@ -13,6 +16,8 @@ Example:
 >>> inputs, features = build_preprocessing(frame)
 >>> sorted(inputs), features.shape
 (['city', 'numeric_columns'], (None, 4))
+>>> frame_to_inputs(frame, column_kinds(frame), text_vocabularies(frame))["city"].ravel().tolist()
+[1, 2, 0]
 """
 
 import warnings
@@ -20,17 +25,14 @@ import warnings
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from templates.errors import TemplateError, shorten
-from templates.layers import ColumnNames, ReplaceNaN
+from templates.layers import ColumnNames, ReplaceNaN, TextOneHot, text_codes
 
 NUMERIC = "float32"
-# `make_dataset` slices rows up to this size and gathers batches above it:
-# the break-even of a 30-epoch fit measured here lies between 3,000 and
-# 10,000 rows, with and without text columns.
-ROW_SLICING_MAX_ROWS = 5000
 TEXT = "string"
+# The dtype of a text column's input: codes of its vocabulary.
+TEXT_CODES = "int32"
 MISSING_TEXT = ""
 # The model input holding every numeric column, and the layer naming them.
 NUMERIC_INPUT = "numeric_columns"
@@ -90,16 +92,26 @@ def build_preprocessing(train_frame):
         )
         named = ColumnNames(numeric, name=COLUMN_NAMES_LAYER)(inputs[NUMERIC_INPUT])
         encoded.append(ReplaceNaN(name="impute_mean")(normalize(named)))
+    vocabularies = text_vocabularies(train_frame)
     for index, name in enumerate(text):
-        inputs[name] = keras.Input(shape=(1,), name=_input_name(name), dtype=TEXT)
-        vocabulary = sorted(set(_text_column(train_frame[name])) - {MISSING_TEXT})
-        lookup = keras.layers.StringLookup(
-            vocabulary=vocabulary or ["<none>"], output_mode="one_hot", name=f"one_hot_{index}",
-        )
-        encoded.append(lookup(inputs[name]))
+        inputs[name] = keras.Input(shape=(1,), name=_input_name(name), dtype=TEXT_CODES)
+        encoded.append(TextOneHot(vocabularies[name], column=name, name=f"one_hot_{index}")(
+            inputs[name]))
     features = encoded[0] if len(encoded) == 1 else keras.layers.Concatenate(
         name="features")(encoded)
     return inputs, features
+
+
+def text_vocabularies(frame):
+    """The vocabulary of each text column of `frame`: its sorted values, missing excluded.
+
+    Example:
+
+    >>> text_vocabularies(pd.DataFrame({"city": ["Rome", None, "Oslo"], "age": [1, 2, 3]}))
+    {'city': ['Oslo', 'Rome']}
+    """
+    return {name: sorted(set(_text_column(frame[name])) - {MISSING_TEXT})
+            for name, kind in column_kinds(frame).items() if kind == TEXT}
 
 
 def _input_name(column):
@@ -122,6 +134,12 @@ def model_input_kinds(model):
     numeric = model.get_layer(COLUMN_NAMES_LAYER).names if NUMERIC_INPUT in model.input else []
     text = [name for name in model.input if name != NUMERIC_INPUT]
     return {**{name: NUMERIC for name in numeric}, **{name: TEXT for name in text}}
+
+
+def model_vocabularies(model):
+    """Returns `{column: vocabulary}` of the text columns of a model built by `build_preprocessing`."""
+    return {layer.column: layer.vocabulary for layer in model.layers
+            if isinstance(layer, TextOneHot)}
 
 
 def clean_columns(frame, kinds, source="the data"):
@@ -149,17 +167,20 @@ def clean_columns(frame, kinds, source="the data"):
     })
 
 
-def frame_to_inputs(frame, kinds, source="the data"):
+def frame_to_inputs(frame, kinds, vocabularies, source="the data"):
     """Turns raw columns into the arrays the model's inputs expect.
 
     Args:
         frame: DataFrame holding (at least) the columns in `kinds`.
         kinds: dict `{column: "float32" | "string"}`.
+        vocabularies: dict `{column: vocabulary}` of the text columns
+            (`text_vocabularies` of the training rows, or `model_vocabularies`).
         source: str, how to name the data in error messages.
 
     Returns:
-        A dict of arrays: the numeric columns as one `(rows, columns)` matrix
-        under `NUMERIC_INPUT`, each text column as `(rows, 1)` under its name.
+        A dict of arrays: the numeric columns as one `(rows, columns)` float32
+        matrix under `NUMERIC_INPUT` (NaN where missing), each text column as
+        `(rows, 1)` int32 codes of its vocabulary under its name.
 
     Raises:
         TemplateError: for a missing column or a non-numeric value in a
@@ -171,7 +192,7 @@ def frame_to_inputs(frame, kinds, source="the data"):
     if numeric:
         arrays[NUMERIC_INPUT] = columns[numeric].to_numpy(dtype="float32")
     for name in (name for name, kind in kinds.items() if kind == TEXT):
-        arrays[name] = columns[name].to_numpy(dtype=object).reshape(-1, 1)
+        arrays[name] = text_codes(columns[name].to_numpy(dtype=object), vocabularies[name])
     return arrays
 
 
@@ -184,50 +205,3 @@ def _numeric_column(column, name, source):
             f"{column[bad].iloc[0]!r}; expected numbers (or an empty cell)."
         )
     return numbers.to_numpy(dtype="float32")
-
-
-def make_dataset(inputs, targets=None, *, batch_size=32, shuffle=False, seed=0):
-    """Wraps column arrays (and targets) in a batched `tf.data.Dataset`.
-
-    Up to `ROW_SLICING_MAX_ROWS` rows, the pipeline slices rows from the
-    tensors, in the training thread; above it, it shuffles and batches row
-    indices and gathers whole batches in parallel and ahead of training,
-    which costs less per row but about 3 ms more for each new iterator
-    (Keras makes a new one for every epoch and every validation).
-
-    Args:
-        inputs: dict of arrays from `frame_to_inputs`.
-        targets: optional array of encoded labels.
-        batch_size: int, rows per batch.
-        shuffle: bool, reshuffle the rows every epoch.
-        seed: int, the shuffle seed.
-
-    Returns:
-        A `tf.data.Dataset`.
-
-    Example:
-
-    >>> data = make_dataset({"numeric_columns": np.zeros((5, 2), "float32")}, np.arange(5), batch_size=2)
-    >>> [len(targets) for _, targets in data]
-    [2, 2, 1]
-    """
-    tensors = {name: tf.constant(values) for name, values in inputs.items()}
-    if targets is not None:
-        tensors = (tensors, tf.constant(targets))
-    num_rows = len(next(iter(inputs.values())))
-    if num_rows <= ROW_SLICING_MAX_ROWS:
-        rows = tf.data.Dataset.from_tensor_slices(tensors)
-        if shuffle:
-            rows = rows.shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
-        # Without tf.data's autotuning: with two training processes on two
-        # cores, it left each one waiting about a quarter of the time.
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        return rows.batch(batch_size).prefetch(2).with_options(options)
-    indices = tf.data.Dataset.range(num_rows)
-    if shuffle:
-        indices = indices.shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
-    return indices.batch(batch_size).map(
-        lambda index: tf.nest.map_structure(lambda tensor: tf.gather(tensor, index), tensors),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    ).prefetch(tf.data.AUTOTUNE)

@@ -32,8 +32,8 @@ import keras_tuner
 import numpy as np
 import pandas as pd
 
+from templates import batches, preprocessing, training
 from templates import data as data_module
-from templates import preprocessing, training
 from templates.errors import TemplateError
 from templates.layers import ModelInfo
 from templates.tasks import get_task
@@ -50,9 +50,9 @@ class TrainingRun:
     Attributes:
         model: the trained `keras.Model` (takes a dict of raw columns).
         history: dict of per-epoch losses and metrics (`History.history`).
-        metrics: dict ready for `metrics.json`: task, class names, best
-            epoch, settings, hyperparameters, row counts, and test metrics
-            under `"test"`.
+        metrics: dict ready for `metrics.json`: task, Keras backend, class
+            names, best epoch, settings, hyperparameters, row counts, and
+            test metrics under `"test"`.
     """
 
     model: keras.Model
@@ -110,6 +110,10 @@ class TemplateData:
         """`{column: dtype}` of the training rows (`templates.preprocessing.column_kinds`)."""
         return preprocessing.column_kinds(self.frame.iloc[self.split.train])
 
+    def vocabularies(self):
+        """`{column: vocabulary}` of the training rows' text columns."""
+        return preprocessing.text_vocabularies(self.frame.iloc[self.split.train])
+
     def preprocessing(self):
         """Builds the model's inputs and preprocessed features, adapted on the training rows.
 
@@ -124,20 +128,21 @@ class TemplateData:
 
     def inputs(self, rows):
         """`(inputs, targets)` of the rows at positions `rows` of `frame`."""
-        return (preprocessing.frame_to_inputs(self.frame.iloc[rows], self.kinds()),
+        return (preprocessing.frame_to_inputs(self.frame.iloc[rows], self.kinds(),
+                                              self.vocabularies()),
                 self.labels.values[rows])
 
     def training_batches(self, batch_size, seed=0):
-        """The training rows as a `tf.data.Dataset`, reshuffled every epoch."""
-        return preprocessing.make_dataset(*self.inputs(self.split.train), batch_size=batch_size,
-                                          shuffle=True, seed=seed)
+        """The training rows in batches reshuffled every epoch (`templates.batches.make_batches`)."""
+        return batches.make_batches(*self.inputs(self.split.train), batch_size=batch_size,
+                                    shuffle=True, seed=seed)
 
     def validation_batches(self):
-        """The validation rows as a `tf.data.Dataset`, or `None` when there are none."""
+        """The validation rows in batches, or `None` when there are none."""
         if not len(self.split.validation):
             return None
-        return preprocessing.make_dataset(*self.inputs(self.split.validation),
-                                          batch_size=EVALUATION_BATCH_SIZE)
+        return batches.make_batches(*self.inputs(self.split.validation),
+                                    batch_size=EVALUATION_BATCH_SIZE)
 
     def with_rows(self, train, validation=()):
         """The same data with other training (and validation) rows, e.g. a fold."""
@@ -377,8 +382,8 @@ def predict(model, inputs):
     A model whose output is logits (`ModelInfo.from_logits`) gets the task's
     output activation (sigmoid or softmax) applied here.
     """
-    dataset = preprocessing.make_dataset(inputs, batch_size=EVALUATION_BATCH_SIZE)
-    outputs = model.predict(dataset, verbose=0)
+    outputs = model.predict(batches.make_batches(inputs, batch_size=EVALUATION_BATCH_SIZE),
+                            verbose=0)
     info = model_info(model)
     if info.from_logits:
         activation = keras.activations.get(get_task(info.task).output_activation)
@@ -416,6 +421,7 @@ def finish(model, history, data, hp, config):
         else len(history["loss"])
     metrics = {
         "task": spec.name,
+        "backend": keras.backend.backend(),
         "class_names": data.class_names,
         "positive_class": data.labels.positive_class,
         "best_epoch": best_epoch,

@@ -9,10 +9,10 @@ Example:
 """
 
 import dataclasses
+import random
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from templates.errors import TemplateError
 
@@ -155,6 +155,24 @@ def batch_size_for(gd, batch_size, num_train):
 
 
 def seed_everything(seed):
-    """Makes a CPU run repeatable: same seed, same weights, splits and metrics."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    """Makes a CPU run repeatable: same seed, same weights, splits and metrics.
+
+    `keras.utils.set_random_seed` does it on TensorFlow. On the other
+    backends the same is done without it: it would import TensorFlow to
+    seed it (about 3 s, and TensorFlow's start-up lines, in every process
+    of a search that never uses TensorFlow).
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(seed)
+        tf.config.experimental.enable_op_determinism()
+        return
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)

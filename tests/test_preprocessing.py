@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from conftest import make_frame
-from templates import binary, preprocessing, regression
+from templates import batches, binary, preprocessing, regression
 from templates.predict import predict_frame
 from templates.recipe import prepare
 
@@ -63,24 +63,38 @@ def test_text_columns_with_slashes_in_their_names_work(tiny_config):
 
 def test_numeric_columns_reach_the_model_as_one_matrix_in_column_order():
     frame = pd.DataFrame({"b": [1.0, 2.0], "city": ["x", "y"], "a": [3.0, np.nan]})
-    arrays = preprocessing.frame_to_inputs(frame, preprocessing.column_kinds(frame))
+    arrays = preprocessing.frame_to_inputs(frame, preprocessing.column_kinds(frame),
+                                           preprocessing.text_vocabularies(frame))
     np.testing.assert_array_equal(arrays[preprocessing.NUMERIC_INPUT], [[1.0, 3.0], [2.0, np.nan]])
-    assert arrays["city"].tolist() == [["x"], ["y"]]
+
+
+def test_text_reaches_the_model_as_codes_of_the_vocabulary_it_keeps(tiny_config):
+    # Strings cannot enter a model compiled by JAX: codes can, on every backend.
+    frame = make_frame("binary")
+    run = binary.train(frame.drop(columns="target"), frame["target"], config=tiny_config, verbose=0)
+    vocabularies = preprocessing.model_vocabularies(run.model)
+    assert vocabularies == {"colour": ["blue", "green", "red"]}
+    rows = pd.DataFrame({"signal": [0.0] * 4, "noise": [0.0] * 4,
+                         "colour": ["red", "blue", None, "purple"]})
+    arrays = preprocessing.frame_to_inputs(rows, preprocessing.model_input_kinds(run.model),
+                                           vocabularies)
+    assert arrays["colour"].dtype == np.int32
+    assert arrays["colour"].ravel().tolist() == [3, 1, 0, 0]
 
 
 def test_a_non_numeric_value_in_a_numeric_column_is_named():
     with pytest.raises(ValueError, match="'abc'"):
-        preprocessing.frame_to_inputs(pd.DataFrame({"n": ["1", "abc"]}), {"n": "float32"})
+        preprocessing.frame_to_inputs(pd.DataFrame({"n": ["1", "abc"]}), {"n": "float32"}, {})
 
 
-@pytest.mark.parametrize("num_rows", [preprocessing.ROW_SLICING_MAX_ROWS, preprocessing.ROW_SLICING_MAX_ROWS + 1])
+@pytest.mark.parametrize("num_rows", [batches.ROW_SLICING_MAX_ROWS, batches.ROW_SLICING_MAX_ROWS + 1])
 def test_a_shuffled_dataset_yields_every_row_once_per_epoch_in_a_new_order(num_rows):
     # Both pipelines (row slicing for small data, gathered batches above it)
     # keep each row's columns and target together.
     rows = np.arange(num_rows)
     inputs = {"numeric_columns": np.stack([rows, -rows], axis=1).astype("float32"),
               "city": rows.astype(str).astype(object)}
-    data = preprocessing.make_dataset(inputs, rows, batch_size=64, shuffle=True, seed=3)
+    data = batches.make_dataset(inputs, rows, batch_size=64, shuffle=True, seed=3)
 
     def one_epoch():
         batches = list(data.as_numpy_iterator())

@@ -15,14 +15,16 @@ import sys
 
 import numpy as np
 
-from templates import artifacts
+from templates import artifacts, backend
 from templates.baselines import baseline_scores
 from templates.cli import (
     ArgumentParser,
+    add_backend_argument,
     add_data_arguments,
     exits_cleanly_on_bad_input,
     format_metrics,
     load_data,
+    parse_backend_arguments,
 )
 from templates.errors import TemplateError
 from templates.model import load_template, template_module
@@ -88,9 +90,10 @@ def parser():
     result.add_argument("--workers", type=int, default=0,
                         help="local worker processes; 0 runs trials in this process (default: 0)")
     result.add_argument("--threads", type=int, default=0,
-                        help="TensorFlow compute threads in this process (one more runs the input "
-                        "pipeline); 0 lets TensorFlow choose (default: 0)")
+                        help="compute threads in this process (on TensorFlow, one more runs the "
+                        "input pipeline); 0 lets the backend choose (default: 0)")
     result.add_argument("--seed", type=int, default=42)
+    add_backend_argument(result)
     return result
 
 
@@ -223,7 +226,9 @@ def _announce(oracle):
 
 
 def _set_threads(threads):
-    if threads:
+    if threads and backend.current_backend() == "jax":
+        backend.limit_jax_threads(threads)
+    elif threads:
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -268,7 +273,8 @@ def write_results(args, template, oracle, space, frame, labels, split, folds):
     artifacts.write_json({**members[0], "ensemble": members},
                          os.path.join(args.directory, "best_hyperparameters.json"))
     artifacts.write_json({
-        "task": args.task, "class_names": labels.class_names, "positive_class": labels.positive_class,
+        "task": args.task, "backend": backend.current_backend(),
+        "class_names": labels.class_names, "positive_class": labels.positive_class,
         "best_trial": members[0]["trial"], "best_epoch": members[0]["hyperparameters"]["epochs"],
         "ensemble_trials": [member["trial"] for member in members], "folds": folds,
         "rows": {name: len(getattr(split, name)) for name in ("train", "validation", "test")},
@@ -292,7 +298,7 @@ def main(argv, pool=None):
         int, the exit status: 0; 1 when the search failed (too many failed
         trials in a row, or all workers died); 2 for bad input.
     """
-    args = parser().parse_args(argv)
+    args = parse_backend_arguments(parser(), argv)
     check_arguments(args)
     template = resolve_template(args)
     features, target, test_features, test_target = load_data(args, args.task)

@@ -24,7 +24,6 @@ from templates.ensemble import average_models
 from templates.errors import TemplateError
 from templates.model import template_module
 from templates.predict import load_model
-from templates.preprocessing import column_kinds, frame_to_inputs
 from templates.recipe import (
     FixedHyperParameters,
     TemplateData,
@@ -33,6 +32,7 @@ from templates.recipe import (
     model_info,
 )
 from templates.tasks import get_task
+from templates.training import seed_everything
 from tuning.fail_on_nan import FailOnNaN
 from tuning.trial_process import IsolatedCall, TrialProcessError
 
@@ -118,14 +118,13 @@ def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42, tem
         reasons = "; ".join(failures.values())
         raise TemplateError(f"Retraining the best configurations diverged: {reasons}")
     model = average_models(models, name=f"{task}_ensemble")
-    test = frame_to_inputs(frame.iloc[split.test], column_kinds(frame.iloc[rows]))
-    return FinalModel(model, evaluate(model, get_task(task), test, labels.values[split.test]),
+    return FinalModel(model, evaluate(model, get_task(task), *fit_data.inputs(split.test)),
                       members, failures)
 
 
 def _retrain(template, data, values, epochs, seed, path):
     """Trains one configuration and saves it to `path`; returns why it failed, or `None`."""
-    keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     model = template.build_model(FixedHyperParameters(values), data)
     model_info(model).from_logits = from_logits(model)
     batches = data.training_batches(values.get("batch_size", DEFAULT_BATCH_SIZE), seed=seed)

@@ -15,7 +15,6 @@ Example:
 
 import json
 
-import keras
 import keras_tuner
 import numpy as np
 
@@ -23,7 +22,7 @@ from templates import data_loss
 from templates.data import cross_validation_folds
 from templates.data_loss import DataLoss
 from templates.tasks import get_task
-from templates.training import TrainingConfig
+from templates.training import TrainingConfig, seed_everything
 from tuning.fail_on_nan import FailOnNaN
 
 # Trials are ranked by the validation loss without the L2 penalty: with it,
@@ -103,7 +102,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
 
     def build_on(self, hp, data):
         """Builds the trial's model with preprocessing adapted on `data`'s training rows."""
-        keras.utils.set_random_seed(self.seed)
+        seed_everything(self.seed)
         return self.template.build_model(hp, data)
 
     def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=(), verbose=0,

@@ -11,9 +11,9 @@ costs about 70 ms a trial (starting the runtime in the child included);
 the child starts with TensorFlow imported.
 
 A fork is only safe before the forking process has started TensorFlow's
-runtime (its thread pools would be copied half-way): a search forks its
-trials while its own process has run no TensorFlow operation, and runs them
-in its own process otherwise (in a test or a notebook that already trained
+runtime or JAX's CPU client (their thread pools would be copied half-way):
+a search forks its trials while its own process has run no TensorFlow or
+JAX operation, and runs them in its own process otherwise (in a test or a notebook that already trained
 a model, and on systems other than Linux).
 
 Example:
@@ -36,17 +36,30 @@ def can_fork():
 
     Only on Linux (macOS' system libraries are not safe to use after a
     fork), and only while this process has not started TensorFlow's runtime
-    (it may have imported TensorFlow): the runtime holds thread pools that a
-    fork would copy half-way. `run_isolated` forks trials, and
+    or JAX's CPU client (it may have imported either): they hold thread
+    pools that a fork would copy half-way. `run_isolated` forks trials, and
     `tuning.workers.WorkerPool.fork` local workers, only then.
     """
     if not sys.platform.startswith("linux"):
         return False
+    return not _tensorflow_started() and not _jax_started()
+
+
+def _tensorflow_started():
     if "tensorflow" not in sys.modules:
-        return True
+        return False
     from tensorflow.python.eager import context
 
-    return not context.context()._initialized  # noqa: SLF001 - no public way to ask
+    return context.context()._initialized  # noqa: SLF001 - no public way to ask
+
+
+def _jax_started():
+    # JAX starts its CPU client (and its threads) at the first computation.
+    if "jax" not in sys.modules:
+        return False
+    from jax._src import xla_bridge
+
+    return xla_bridge.backends_are_initialized()
 
 
 def die_with_parent():

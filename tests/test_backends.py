@@ -1,0 +1,148 @@
+"""The templates, predict and the search run on JAX as on TensorFlow, and models cross over.
+
+Keras picks its backend once per process, so every run here is a child
+process, as a user runs the kit: `--backend` on the command line, or
+`KERAS_BACKEND` in the environment.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import REPO_ROOT, make_frame
+from templates import backend
+
+TASKS = ("regression", "binary", "multiclass")
+
+
+def run(*args, env=None):
+    """Runs `python args` from the repository root; returns the CompletedProcess."""
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=300, env=environment)
+
+
+def check(result):
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def binary_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("backends") / "binary.csv"
+    make_frame("binary", rows=150).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(binary_csv, tmp_path_factory):
+    """A binary model with a text column trained on each backend: `{backend: run folder}`."""
+    runs = {}
+    for name in backend.BACKENDS:
+        output = tmp_path_factory.mktemp(f"binary-{name}")
+        check(run("-m", "templates.binary", "--csv", binary_csv, "--target", "target",
+                  "--epochs", "3", "--backend", name, "--output", output, "--overwrite"))
+        runs[name] = output
+    return runs
+
+
+def predictions(model_folder, csv, name, tmp_path):
+    output = tmp_path / f"predictions-{model_folder.name}-{name}.csv"
+    check(run("-m", "templates.predict", "--model", model_folder / "model.keras", "--csv", csv,
+              "--output", output, "--backend", name))
+    return pd.read_csv(output)
+
+
+def test_a_template_run_records_the_backend_it_ran_on(trained):
+    for name, folder in trained.items():
+        assert json.loads((folder / "metrics.json").read_text())["backend"] == name
+
+
+@pytest.mark.parametrize("saved_on", backend.BACKENDS)
+def test_a_model_saved_on_one_backend_predicts_the_same_rows_on_the_other(
+        trained, binary_csv, saved_on, tmp_path):
+    on_jax = predictions(trained[saved_on], binary_csv, "jax", tmp_path)
+    on_tensorflow = predictions(trained[saved_on], binary_csv, "tensorflow", tmp_path)
+    assert (on_jax["prediction"] == on_tensorflow["prediction"]).all()
+    assert (on_jax["probability"] - on_tensorflow["probability"]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_each_template_trains_on_jax_from_raw_rows_with_text_and_gaps(task, tmp_path):
+    csv = tmp_path / "data.csv"
+    make_frame(task).to_csv(csv, index=False)
+    result = check(run("-m", f"templates.{task}", "--csv", csv, "--target", "target",
+                       "--epochs", "3", "--output", tmp_path / "run",
+                       env={"KERAS_BACKEND": "jax"}))
+    assert "test: " in result.stdout
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["backend"] == "jax"
+
+
+def test_a_run_on_jax_never_imports_tensorflow(binary_csv, tmp_path):
+    # TensorFlow's import costs seconds in every process of a search.
+    code = ("import sys; from templates import binary; "
+            f"binary.main(['--csv', {str(binary_csv)!r}, '--target', 'target', '--epochs', '2', "
+            f"'--output', {str(tmp_path / 'run')!r}, '--quiet']); "
+            "print('tensorflow imported:', 'tensorflow' in sys.modules)")
+    result = check(run("-c", code, env={"KERAS_BACKEND": "jax"}))
+    assert "tensorflow imported: False" in result.stdout
+    assert result.stderr == ""
+
+
+def test_a_template_with_monitors_attached_trains_on_jax(binary_csv):
+    code = ("from callbacks import GradientMonitor, ActivationMonitor; "
+            "from templates import binary; import pandas as pd; "
+            f"frame = pd.read_csv({str(binary_csv)!r}); "
+            "run = binary.train(frame.drop(columns='target'), frame['target'], "
+            "config=binary.SETTINGS.replace(epochs=2), "
+            "callbacks=[GradientMonitor(), ActivationMonitor()], verbose=0); "
+            "print(sorted(k for k in run.history if k.startswith('grad_norm/')))")
+    result = check(run("-c", code, env={"KERAS_BACKEND": "jax"}))
+    assert "'grad_norm/hidden_1'" in result.stdout
+
+
+def test_a_search_runs_and_resumes_on_jax(binary_csv, tmp_path):
+    arguments = ["-m", "tuning.search", "--task", "binary", "--csv", binary_csv,
+                 "--target", "target", "--max-trials", "2", "--max-epochs", "3", "--folds", "1",
+                 "--directory", tmp_path, "--backend", "jax"]
+    first = check(run(*arguments))
+    assert first.stdout.count("completed in") == 2
+    assert (tmp_path / "best_model.keras").is_file()
+    assert json.loads((tmp_path / "metrics.json").read_text())["backend"] == "jax"
+    again = check(run(*arguments))
+    assert "resuming: 2 of 2 trials finished" in again.stdout
+
+
+def test_backend_option_wins_over_keras_backend():
+    code = "import templates, keras; print(keras.backend.backend())"
+    result = check(run("-c", code, "--backend", "jax", env={"KERAS_BACKEND": "tensorflow"}))
+    assert result.stdout.strip() == "jax"
+
+
+def test_a_backend_the_kit_does_not_run_on_is_one_line_error(binary_csv, tmp_path):
+    result = run("-m", "templates.binary", "--csv", binary_csv, "--target", "target",
+                 "--output", tmp_path / "run", env={"KERAS_BACKEND": "torch"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: Keras runs on the 'torch' backend; expected one of tensorflow, jax "
+        "(set KERAS_BACKEND or pass --backend).")
+
+
+@pytest.mark.parametrize("argv, environ, keras_json, expected", [
+    (["--backend", "tensorflow"], {"KERAS_BACKEND": "jax"}, None, "tensorflow"),
+    ([], {"KERAS_BACKEND": "tensorflow"}, {"backend": "jax"}, "tensorflow"),
+    ([], {}, {"backend": "jax"}, "jax"),
+    # Keras writes "tensorflow" into a new keras.json by itself: no choice.
+    ([], {}, {"backend": "tensorflow"}, backend.DEFAULT_BACKEND),
+    ([], {}, None, backend.DEFAULT_BACKEND),
+])
+def test_the_backend_is_the_option_then_the_environment_then_keras_json_then_the_default(
+        argv, environ, keras_json, expected, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    if keras_json is not None:
+        (tmp_path / "keras.json").write_text(json.dumps(keras_json))
+    assert backend.chosen_backend(argv, environ) == expected
