@@ -2,10 +2,12 @@
 
 import importlib
 import json
+import os
 
 import pandas as pd
 import pytest
 
+import studies
 from studies import common
 from templates.errors import TemplateError
 from tests.conftest import make_frame
@@ -131,3 +133,14 @@ def test_each_csv_study_rejects_a_bad_csv_before_training(capsys, tmp_path, csv_
     assert err.startswith("error: ") and len(err.splitlines()) == 1
     assert (f"'{csv}' does not exist" if case == "missing file" else "'label' is not in") in err
     assert not (tmp_path / "out").exists()
+
+
+def test_studies_choose_tensorflow_unless_keras_backend_says_otherwise(monkeypatch):
+    # Importing `studies` sets KERAS_BACKEND before the templates pick the kit's backend;
+    # `python -m studies` hands it to every study's process.
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    importlib.reload(studies)
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    importlib.reload(studies)
+    assert os.environ["KERAS_BACKEND"] == "jax"
