@@ -29,8 +29,13 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # Before any study imports Keras: importing the templates imports TensorFlow
-# without its C++ start-up lines (templates.tensorflow_logs).
+# without its C++ start-up lines (templates.tensorflow_logs). The studies use
+# TensorFlow on any backend (tf.data), so it is imported quietly on JAX too.
 import templates  # noqa: F401
+from templates import tensorflow_logs
+
+tensorflow_logs.import_quietly()
+tensorflow_logs.start_runtime_quietly()
 
 # The explainer's order: the report lists the studies in this order.
 STUDIES = (
