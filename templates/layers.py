@@ -1,7 +1,8 @@
 """The small layers the templates add to Keras, all serializable.
 
 `ReplaceNaN` fills missing numeric values inside the model, so a saved model
-predicts from raw rows with gaps. `TextOneHot` one-hot encodes a text
+predicts from raw rows with gaps, after `Standardize` has scaled the
+numbers with the training rows' statistics. `TextOneHot` one-hot encodes a text
 column's vocabulary codes and keeps its vocabulary. `ColumnNames` and
 `ModelInfo` carry names inside the `.keras` file: which raw columns feed the
 numeric input, and the task, class names and kind of output of the model.
@@ -24,7 +25,7 @@ from keras import ops
 class ReplaceNaN(keras.layers.Layer):
     """Replaces NaN entries with a constant.
 
-    Placed after `Normalization`, a fill value of `0.0` is mean imputation:
+    Placed after `Standardize`, a fill value of `0.0` is mean imputation:
     a missing value becomes the training mean of its column.
 
     Args:
@@ -46,6 +47,54 @@ class ReplaceNaN(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "value": self.value}
+
+
+@keras.saving.register_keras_serializable(package="keras_templates")
+class Standardize(keras.layers.Layer):
+    """Subtracts each column's mean and divides by its standard deviation.
+
+    As `keras.layers.Normalization(mean=..., variance=...)` computes it, but
+    the statistics are (non-trainable) weights, not constants of the
+    compiled step. On JAX a constant is part of the compiled program: each
+    fold of a cross-validated trial, with statistics of its own rows, would
+    compile the training step again (about 1 s each on two cores); weights
+    leave one program for every fold and every table of the same shape.
+
+    Args:
+        mean: list of float, one per column.
+        variance: list of float, one per column.
+
+    Example:
+
+    >>> layer = Standardize(mean=[1.0, 10.0], variance=[4.0, 1.0])
+    >>> layer(np.array([[3.0, 10.0]], dtype="float32")).numpy().tolist()
+    [[1.0, 0.0]]
+    """
+
+    def __init__(self, mean, variance, **kwargs):
+        super().__init__(**kwargs)
+        self.mean_values = [float(value) for value in np.ravel(mean)]
+        self.variance_values = [float(value) for value in np.ravel(variance)]
+
+    def build(self, input_shape):
+        shape = (len(self.mean_values),)
+        self.mean = self.add_weight(name="mean", shape=shape, trainable=False,
+                                    initializer=keras.initializers.Constant(0.0))
+        self.variance = self.add_weight(name="variance", shape=shape, trainable=False,
+                                        initializer=keras.initializers.Constant(1.0))
+        self.mean.assign(np.asarray(self.mean_values, dtype=self.mean.dtype))
+        self.variance.assign(np.asarray(self.variance_values, dtype=self.variance.dtype))
+
+    def call(self, inputs):
+        scale = ops.maximum(ops.sqrt(self.variance), keras.backend.epsilon())
+        return (inputs - ops.cast(self.mean, inputs.dtype)) / ops.cast(scale, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean_values,
+                "variance": self.variance_values}
 
 
 @keras.saving.register_keras_serializable(package="keras_templates")

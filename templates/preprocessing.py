@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from templates.errors import TemplateError, shorten
-from templates.layers import ColumnNames, ReplaceNaN, TextOneHot, text_codes
+from templates.layers import ColumnNames, ReplaceNaN, Standardize, TextOneHot, text_codes
 
 NUMERIC = "float32"
 TEXT = "string"
@@ -85,11 +85,8 @@ def build_preprocessing(train_frame):
     if numeric:
         inputs[NUMERIC_INPUT] = keras.Input(shape=(len(numeric),), name=NUMERIC_INPUT, dtype=NUMERIC)
         values = train_frame[numeric].to_numpy(dtype="float64")
-        normalize = keras.layers.Normalization(
-            mean=np.nanmean(values, axis=0),
-            variance=np.nanvar(values, axis=0),
-            name="normalize_numeric",
-        )
+        normalize = Standardize(mean=np.nanmean(values, axis=0),
+                                variance=np.nanvar(values, axis=0), name="normalize_numeric")
         named = ColumnNames(numeric, name=COLUMN_NAMES_LAYER)(inputs[NUMERIC_INPUT])
         encoded.append(ReplaceNaN(name="impute_mean")(normalize(named)))
     vocabularies = text_vocabularies(train_frame)

@@ -13,6 +13,8 @@ files written and the command line.
     python -m tuning.search --template houses.py --csv houses.csv --target price
 
 Without --csv it trains on scikit-learn's bundled 'diabetes' data set.
+It runs on JAX, the kit's default, or on TensorFlow: `--backend tensorflow`
+or `KERAS_BACKEND` (`templates.backend`); the saved model predicts on both.
 
 Example:
 
@@ -109,9 +111,9 @@ def build_model(hp, data):
             # The loss without the L2 penalty: curves and tuning compare by it.
             DataLoss(loss, weight=loss_weight),
         ],
-        # 32 training steps per call into the compiled graph instead of one: with
-        # the input pipeline, about 3x the speed of Keras' defaults on small
-        # tabular models (benchmarks/templates_speed.py).
+        # 32 training steps per call instead of one: fewer trips between Python
+        # and the compiled step, which on small tabular models cost more than
+        # the step itself (benchmarks/templates_speed.py).
         steps_per_execution=32,
     )
     return model
@@ -135,6 +137,8 @@ def fit_model(hp, model, data, config, callbacks=(), progress=True, **kwargs):
     if progress:  # one line that follows the run, instead of Keras' lines per epoch
         callbacks.append(ProgressLine(monitor=config.monitor))
     return model.fit(
+        # The training rows in batches, in the feed each backend runs fastest
+        # (tf.data on TensorFlow, numpy on JAX: `templates.batches`).
         data.training_batches(batch_size, seed=config.seed),
         validation_data=data.validation_batches(),
         epochs=config.epochs,
