@@ -2,12 +2,17 @@
 
     python benchmarks/tuning.py [--trials-speed 8] [--rounds 3] [--trials-memory 30] \
         [--memory-workers 0,2] [--trials-quality 20] [--seeds 0,1,2] [--max-epochs E] \
-        [--folds K] [--ensemble N] [--parts speed,memory,quality]
+        [--folds K] [--ensemble N] [--parts speed,memory,quality] \
+        [--backend tensorflow|jax | --backends tensorflow,jax] [--warm-cache]
 
 Prints, in one run:
 1. wall time of the same 8-trial search (breast_cancer) in one process and
    with `--workers 2`, end to end (start-up, search, retraining, report), and
-   their ratio, over alternating rounds;
+   their ratio, over alternating rounds; with `--backends tensorflow,jax`,
+   instead, the same 8-trial search (same seed, same trials, one process) on
+   each backend, the order rotating from round to round (TF, JAX, then JAX,
+   TF, ...), each wall time, the ratio of each backend to the first one
+   listed per round, and the median ratio (target for JAX/TF: <= 0.25);
 2. resident memory of a 30-trial search (wine, 5 epochs a trial), in one
    process and with `--workers 2`: the search process's after trial 1 and
    after the last trial, and the peak of all its processes (workers, trial
@@ -22,7 +27,19 @@ The searches use the command's defaults (`--max-epochs 100`, `--patience
 the 3 best trials) unless `--max-epochs`, `--folds` or `--ensemble` is given.
 
 Every search runs as its own `python -m tuning.search` process, as a user
-would run it, in a fresh temporary folder.
+would run it, in a fresh temporary folder, on the backend `--backend` names
+(passed to every search of every part; default: the kit's own choice,
+`KERAS_BACKEND`, keras.json or `templates.backend.DEFAULT_BACKEND`). Each
+line names the backend the search reported in its metrics.json.
+
+On JAX a search keeps its compiled programs in a persistent cache
+(`$XDG_CACHE_HOME/keras-templates/jax`), shared by its trial processes.
+By default every search gets a new, empty cache (its own XDG_CACHE_HOME in
+the temporary folder), as a first search on a new machine would, so that a
+later round does not reuse an earlier round's programs. With `--warm-cache`
+all the searches of the run share one cache (empty at the start of the run:
+the first JAX search fills it, and the lines say how many files it held when
+each search started).
 """
 
 import argparse
@@ -37,14 +54,42 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUALITY = (("binary", "accuracy"), ("multiclass", "accuracy"), ("regression", "r2"))
+BACKENDS = ("tensorflow", "jax")
+# The JAX search against the TensorFlow search (issue 13).
+BACKEND_TARGET = 0.25
 
 
-def run_search(directory, *arguments, on_start=None, on_line=None):
+class Caches:
+    """The XDG_CACHE_HOME of each search: a new one per search, or one shared (`warm`)."""
+
+    def __init__(self, root, warm):
+        self.root, self.warm = root, warm
+        self.count = 0
+
+    def environment(self):
+        """The environment of the next search, with its own (or the shared) cache folder."""
+        self.count += 1
+        name = "cache-shared" if self.warm else f"cache-{self.count}"
+        self.directory = os.path.join(self.root, name)
+        os.makedirs(self.directory, exist_ok=True)
+        return {**os.environ, "XDG_CACHE_HOME": self.directory}
+
+    def files(self):
+        """How many files the current cache folder holds."""
+        return sum(len(files) for _, _, files in os.walk(self.directory))
+
+    def describe(self):
+        if self.warm:
+            return "one compilation cache shared by all searches of this run (--warm-cache)"
+        return "a new, empty compilation cache for every search"
+
+
+def run_search(directory, *arguments, on_start=None, on_line=None, env=None):
     """Runs one search; returns its wall time in seconds."""
     command = [sys.executable, "-m", "tuning.search", "--directory", directory, *arguments]
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
+                               stderr=subprocess.DEVNULL, text=True, env=env)
     if on_start is not None:
         on_start(process.pid)
     for line in process.stdout:
@@ -53,6 +98,12 @@ def run_search(directory, *arguments, on_start=None, on_line=None):
     if process.wait() != 0:
         raise SystemExit(f"search failed: {' '.join(command)}")
     return time.perf_counter() - started
+
+
+def search_backend(directory):
+    """The backend a finished search reports in its metrics.json."""
+    with open(os.path.join(directory, "metrics.json")) as file:
+        return json.load(file).get("backend", "?")
 
 
 def rss_mb(pid):
@@ -128,33 +179,88 @@ def optional_arguments(**values):
             for text in (f"--{name.replace('_', '-')}", str(value))]
 
 
-def speed(trials, root, rounds, search_options):
+def backend_list(text):
+    """An argparse type: comma-separated distinct backends, e.g. `tensorflow,jax`."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if len(names) < 2 or len(set(names)) != len(names) or set(names) - set(BACKENDS):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}; expected at least two distinct backends among {', '.join(BACKENDS)}, "
+            "separated by commas")
+    return names
+
+
+def speed(trials, root, rounds, search_options, caches):
     arguments = ["--task", "binary", "--max-trials", str(trials), *search_options]
     ratios = []
     for round_ in range(rounds):
-        one = run_search(os.path.join(root, f"one-{round_}"), *arguments)
-        two = run_search(os.path.join(root, f"two-{round_}"), *arguments, "--workers", "2")
+        one_directory = os.path.join(root, f"one-{round_}")
+        one = run_search(one_directory, *arguments, env=caches.environment())
+        two = run_search(os.path.join(root, f"two-{round_}"), *arguments, "--workers", "2",
+                         env=caches.environment())
         ratios.append(two / one)
-        print(f"{trials}-trial search, breast_cancer: one process {one:.1f}s, "
-              f"--workers 2 {two:.1f}s, ratio {two / one:.2f}", flush=True)
+        print(f"{trials}-trial search, breast_cancer, {search_backend(one_directory)}: one "
+              f"process {one:.1f}s, --workers 2 {two:.1f}s, ratio {two / one:.2f}", flush=True)
     print(f"median ratio over {rounds} rounds: {statistics.median(ratios):.2f}", flush=True)
 
 
-def memory(trials, root, workers):
+def backend_speed(trials, root, rounds, backends, search_options, caches):
+    """The same search on each backend, the order rotating each round."""
+    arguments = ["--task", "binary", "--max-trials", str(trials), *search_options]
+    reference = backends[0]
+    ratios = {backend: [] for backend in backends[1:]}
+    print(f"{trials}-trial search, breast_cancer, one process, "
+          f"options: {' '.join(search_options) or 'the command defaults'}; {caches.describe()}",
+          flush=True)
+    for round_ in range(rounds):
+        shift = round_ % len(backends)
+        order = backends[shift:] + backends[:shift]
+        seconds, notes = {}, []
+        for backend in order:
+            directory = os.path.join(root, f"{backend}-{round_}")
+            env = caches.environment()
+            cached = caches.files()
+            seconds[backend] = run_search(directory, *arguments, "--backend", backend, env=env)
+            ran_on = search_backend(directory)
+            if ran_on != backend:
+                raise SystemExit(f"error: the search asked for --backend {backend} ran on {ran_on}")
+            if caches.warm and backend == "jax":
+                notes.append(f"the shared cache held {cached} files at the start of the jax search")
+        for backend in backends[1:]:
+            ratios[backend].append(seconds[backend] / seconds[reference])
+        print(f"round {round_ + 1} ({', '.join(order)}): " + ", ".join(
+            f"{backend} {seconds[backend]:.1f}s" for backend in backends) + "; " + ", ".join(
+            f"{backend}/{reference} {ratios[backend][-1]:.2f}" for backend in backends[1:])
+            + "".join(f"; {note}" for note in notes) + f"; {load()}", flush=True)
+    for backend in backends[1:]:
+        median = statistics.median(ratios[backend])
+        verdict = ""
+        if (reference, backend) == ("tensorflow", "jax"):
+            verdict = f" (target <= {BACKEND_TARGET}: {'met' if median <= BACKEND_TARGET else 'not met'})"
+        print(f"median {backend}/{reference} over {rounds} rounds: {median:.2f}{verdict}", flush=True)
+
+
+def load():
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def memory(trials, root, workers, backend_options, caches):
     for count in workers:
         search_rss, tree_peaks = [], []
         tree = TreeMemory()
 
-        def sample(pid, line):
+        def sample(pid, line, search_rss=search_rss, tree_peaks=tree_peaks, tree=tree):
             if line.startswith("trial "):
                 search_rss.append(rss_mb(pid))
                 tree_peaks.append(tree.window())
 
-        run_search(os.path.join(root, f"memory-{count}"), "--task", "multiclass",
+        directory = os.path.join(root, f"memory-{count}")
+        run_search(directory, "--task", "multiclass",
                    "--max-trials", str(trials), "--max-epochs", "5", "--workers", str(count),
-                   on_start=tree.start, on_line=sample)
+                   *backend_options, on_start=tree.start, on_line=sample,
+                   env=caches.environment())
         tree.stop()
-        print(f"RSS over {len(search_rss)} trials, --workers {count}: search process "
+        print(f"RSS over {len(search_rss)} trials, {search_backend(directory)}, "
+              f"--workers {count}: search process "
               f"{search_rss[0]:.0f} MB after trial 1, {search_rss[-1]:.0f} MB after trial "
               f"{len(search_rss)} (growth {search_rss[-1] - search_rss[0]:+.0f} MB); all its "
               f"processes together peak at {tree_peaks[0]:.0f} MB until trial 1 ends, "
@@ -162,20 +268,21 @@ def memory(trials, root, workers):
               f"(growth {max(tree_peaks[-3:]) - tree_peaks[0]:+.0f} MB)", flush=True)
 
 
-def quality(trials, root, workers, seeds, search_options):
+def quality(trials, root, workers, seeds, search_options, caches):
     for task, metric in QUALITY:
         differences = []
         for seed in seeds:
             directory = os.path.join(root, f"quality-{task}-{seed}")
             seconds = run_search(directory, "--task", task, "--max-trials", str(trials),
-                                 "--workers", str(workers), "--seed", str(seed), *search_options)
+                                 "--workers", str(workers), "--seed", str(seed), *search_options,
+                                 env=caches.environment())
             with open(os.path.join(directory, "metrics.json")) as file:
                 metrics = json.load(file)
             tuned = metrics["test"][metric]
             name, best = max(((n, s[metric]) for n, s in metrics["baselines"].items()),
                              key=lambda item: item[1])
             differences.append(tuned - best)
-            print(f"{task:<10} seed {seed} {metric}: tuned {tuned:.4f}, best baseline {best:.4f} "
+            print(f"{task:<10} {metrics.get('backend', '?')} seed {seed} {metric}: tuned {tuned:.4f}, best baseline {best:.4f} "
                   f"({name}), difference {tuned - best:+.4f}; {trials} trials in {seconds:.0f}s",
                   flush=True)
         print(f"{task:<10} mean difference over seeds {','.join(map(str, seeds))}: "
@@ -200,17 +307,36 @@ def main():
     parser.add_argument("--ensemble", type=int, default=None,
                         help="--ensemble of the speed and quality searches (default: the command's own)")
     parser.add_argument("--parts", default="speed,memory,quality")
+    backends = parser.add_mutually_exclusive_group()
+    backends.add_argument("--backend", choices=BACKENDS,
+                          help="--backend of every search (default: the kit's own choice)")
+    backends.add_argument("--backends", type=backend_list,
+                          help="speed part: the same search on each of these backends, e.g. "
+                          "tensorflow,jax, instead of one process against --workers 2")
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="one JAX compilation cache shared by all searches of the run "
+                        "(default: a new, empty one per search)")
     args = parser.parse_args()
+    backend_options = optional_arguments(backend=args.backend)
     search_options = optional_arguments(max_epochs=args.max_epochs, folds=args.folds,
                                         ensemble=args.ensemble)
     with tempfile.TemporaryDirectory() as root:
+        caches = Caches(root, args.warm_cache)
         parts = args.parts.split(",")
+        print(f"{load()} at the start", flush=True)
         if "speed" in parts:
-            speed(args.trials_speed, root, args.rounds, search_options)
+            if args.backends:
+                backend_speed(args.trials_speed, root, args.rounds, args.backends,
+                              search_options, caches)
+            else:
+                speed(args.trials_speed, root, args.rounds, [*search_options, *backend_options],
+                      caches)
         if "memory" in parts:
-            memory(args.trials_memory, root, args.memory_workers)
+            memory(args.trials_memory, root, args.memory_workers, backend_options, caches)
         if "quality" in parts:
-            quality(args.trials_quality, root, args.quality_workers, args.seeds, search_options)
+            quality(args.trials_quality, root, args.quality_workers, args.seeds,
+                    [*search_options, *backend_options], caches)
+        print(f"{load()} at the end", flush=True)
 
 
 if __name__ == "__main__":
