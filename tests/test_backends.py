@@ -146,3 +146,21 @@ def test_the_backend_is_the_option_then_the_environment_then_keras_json_then_the
     if keras_json is not None:
         (tmp_path / "keras.json").write_text(json.dumps(keras_json))
     assert backend.chosen_backend(argv, environ) == expected
+
+
+def test_initial_weights_drawn_in_buckets_are_keras_draws_of_the_same_seed():
+    import jax
+    import numpy as np
+    from keras.src.backend.jax import random as jax_random
+
+    original = getattr(jax_random.truncated_normal, "wrapped_sample", jax_random.truncated_normal)
+    sample = backend.bucketed_sampler(original)
+    key = jax.random.PRNGKey(3)
+    weights = np.asarray(sample((300, 70), 0.0, 0.5, "float32", seed=key))
+    bucket = np.asarray(original((32768,), 0.0, 0.5, "float32", seed=key))
+    np.testing.assert_array_equal(weights.ravel(), bucket[:300 * 70])
+    assert np.abs(weights).max() <= 1.0 and abs(weights.std() - 0.5 * 0.88) < 0.01
+    # Inside a compiled step (dropout), the call is Keras' own.
+    traced = jax.jit(lambda key: sample((3, 2), 0.0, 1.0, "float32", seed=key))(
+        jax.random.PRNGKey(0))
+    assert traced.shape == (3, 2)

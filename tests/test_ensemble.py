@@ -9,7 +9,7 @@ from templates.ensemble import average_models, ensemble_members
 from templates.errors import TemplateError
 from templates.model import build_model
 from templates.predict import load_model, predict_frame
-from templates.preprocessing import column_kinds, frame_to_inputs
+from templates.preprocessing import column_kinds, frame_to_inputs, text_vocabularies
 from templates.recipe import model_info, predict
 from templates.tasks import get_task
 
@@ -25,7 +25,7 @@ def members(task, count, features=None, hidden=(8,)):
 @pytest.mark.parametrize("task", ["regression", "binary", "multiclass"])
 def test_an_ensemble_predicts_the_mean_of_its_members(task):
     features, models = members(task, 3)
-    inputs = frame_to_inputs(features.head(20), column_kinds(features))
+    inputs = frame_to_inputs(features.head(20), column_kinds(features), text_vocabularies(features))
 
     ensemble = average_models(models)
 
