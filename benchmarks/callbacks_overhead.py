@@ -17,8 +17,9 @@ of the same model:
 Every fit runs on a freshly built model and is timed in two parts: its
 first epoch, which holds the one-off costs (compiling the train function,
 and each monitor's measuring function, at the first step), and the epochs
-after it, the steady state, where a monitor costs one Python call per step
-and one measured step per epoch. The variants run in alternating rounds
+after it, the steady state, where a monitor costs one Python call per call
+of the train function and one measured call (all the steps of one
+`steps_per_execution` call) per epoch. The variants run in alternating rounds
 (the order rotates each round) so that they share the machine's conditions,
 after one unmeasured plain fit that warms the process up.
 
@@ -185,7 +186,8 @@ def time_backend(args):
             f"{keras.backend.backend()}, {model_name} "
             f"(steps_per_execution={model.steps_per_execution}): "
             f"{args.rows} rows, batch {BATCH_SIZE}, {args.epochs} epochs "
-            f"(the first apart), {args.rounds} rounds"
+            f"(the first apart), {args.rounds} rounds, load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         plain = "plain Keras"
         for name in names:
