@@ -20,4 +20,6 @@ if backend.choose_backend() == "tensorflow":
     tensorflow_logs.import_quietly()
     tensorflow_logs.start_runtime_quietly()
 elif backend.current_backend() == "jax":
-    backend.configure_jax()
+    from templates import jax_runtime
+
+    jax_runtime.configure_jax()

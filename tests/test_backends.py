@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO_ROOT, make_frame
-from templates import backend
+from templates import backend, jax_runtime
 
 TASKS = ("regression", "binary", "multiclass")
 
@@ -154,7 +154,7 @@ def test_initial_weights_drawn_in_buckets_are_keras_draws_of_the_same_seed():
     from keras.src.backend.jax import random as jax_random
 
     original = getattr(jax_random.truncated_normal, "wrapped_sample", jax_random.truncated_normal)
-    sample = backend.bucketed_sampler(original)
+    sample = jax_runtime.bucketed_sampler(original)
     key = jax.random.PRNGKey(3)
     weights = np.asarray(sample((300, 70), 0.0, 0.5, "float32", seed=key))
     bucket = np.asarray(original((32768,), 0.0, 0.5, "float32", seed=key))

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from templates import artifacts, backend
+from templates import artifacts, backend, jax_runtime
 from templates.baselines import baseline_scores
 from templates.cli import (
     ArgumentParser,
@@ -227,7 +227,7 @@ def _announce(oracle):
 
 def _set_threads(threads):
     if threads and backend.current_backend() == "jax":
-        backend.limit_jax_threads(threads)
+        jax_runtime.limit_jax_threads(threads)
     elif threads:
         import tensorflow as tf
 

@@ -1,0 +1,140 @@
+"""JAX set up for many small networks: compile less, never import TensorFlow.
+
+`configure_jax` (called when `templates` is imported on JAX) turns on JAX's
+persistent compilation cache (a search compiles the same training step for
+every fold and for trials of the same shape, and each trial runs in a fresh
+process that would otherwise compile it again), draws initial weights
+through a few compiled programs instead of one per weight shape
+(`bucketed_sampler`), and keeps Keras from importing TensorFlow when it
+saves a model (about 3 s of every process that saves one).
+`limit_jax_threads` caps a search worker's compute threads.
+
+Example:
+
+>>> compilation_cache_directory().endswith(os.path.join("keras-templates", "jax"))
+True
+"""
+
+import os
+import sys
+
+
+def compilation_cache_directory():
+    """Where JAX keeps compiled programs between processes: `$XDG_CACHE_HOME/keras-templates/jax`."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "keras-templates", "jax")
+
+
+def configure_jax():
+    """Turns on JAX's persistent compilation cache, unless the user configured one.
+
+    Every compiled program is kept (even quick ones): a trial's process
+    compiles the training step, the evaluation step and the weight
+    initialisers afresh, and reading them back costs less than compiling.
+    """
+    import jax
+
+    _serialize_without_importing_tensorflow()
+    _draw_initial_weights_in_buckets()
+    if jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", compilation_cache_directory())
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def limit_jax_threads(threads):
+    """Limits JAX's CPU compute threads in this process, before its first computation.
+
+    Args:
+        threads: int >= 1; 1 runs each operation on the calling thread.
+    """
+    flags = [f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}",
+             f"intra_op_parallelism_threads={threads}"]
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+
+
+class _TensorFlowIfImported:
+    """Keras' lazy TensorFlow module, except that `available` never imports TensorFlow.
+
+    Keras' serializer asks `tf.available` to test whether a value is a
+    TensorFlow shape, dtype or type spec, which imports TensorFlow; no
+    value can be one before TensorFlow is imported, so the answer is the
+    same without the import.
+    """
+
+    def __init__(self, lazy_module):
+        self._lazy_module = lazy_module
+
+    @property
+    def available(self):
+        return "tensorflow" in sys.modules and self._lazy_module.available
+
+    def __getattr__(self, name):
+        return getattr(self._lazy_module, name)
+
+
+def _serialize_without_importing_tensorflow():
+    # A private module of Keras 3.15 (tests/test_backends.py checks that a
+    # run on JAX never imports TensorFlow); if it moves, Keras imports
+    # TensorFlow when saving, as before, and nothing else changes.
+    try:
+        from keras.src.saving import serialization_lib
+    except ImportError:
+        return
+    lazy_module = getattr(serialization_lib, "tf", None)
+    if lazy_module is not None and not isinstance(lazy_module, _TensorFlowIfImported):
+        serialization_lib.tf = _TensorFlowIfImported(lazy_module)
+
+
+# Keras' JAX random functions that initialisers call outside any compiled step.
+SAMPLERS = ("normal", "uniform", "truncated_normal")
+SMALLEST_BUCKET = 1024
+
+
+def bucketed_sampler(sample):
+    """Wraps a Keras JAX random function so eager calls compile once per power of two.
+
+    JAX compiles a random function for every output shape: a network of a
+    new width compiles its initialisers afresh, about 0.3 s of CPU per
+    weight shape, which in a search of small networks was a third of a
+    trial. The wrapper draws the next power of two of values (at least
+    `SMALLEST_BUCKET`) with the same seed and keeps the first ones, in the
+    requested shape: the same distribution and the same seeding, from a
+    program compiled once per size class (and kept by the compilation
+    cache). Calls inside a compiled step (dropout), or with array
+    arguments, go to `sample` unchanged.
+
+    Args:
+        sample: `normal`, `uniform` or `truncated_normal` of
+            `keras.src.backend.jax.random`: `sample(shape, a, b, dtype, seed)`.
+
+    Returns:
+        The wrapped function.
+    """
+    import jax
+    import numpy as np
+
+    def bucketed(shape, *args, seed=None, **kwargs):
+        shape = tuple(shape)
+        scalars = all(isinstance(value, (int, float, str, type(None)))
+                      for value in [*args, *kwargs.values(), *shape])
+        if not scalars or isinstance(seed, jax.core.Tracer):
+            return sample(shape, *args, seed=seed, **kwargs)
+        size = int(np.prod(shape, dtype=np.int64))
+        bucket = max(SMALLEST_BUCKET, 1 << max(size - 1, 0).bit_length())
+        flat = np.asarray(sample((bucket,), *args, seed=seed, **kwargs))
+        return jax.numpy.asarray(flat[:size].reshape(shape))
+
+    bucketed.wrapped_sample = sample
+    return bucketed
+
+
+def _draw_initial_weights_in_buckets():
+    try:
+        from keras.src.backend.jax import random
+    except ImportError:
+        return
+    for name in SAMPLERS:
+        sample = getattr(random, name, None)
+        if sample is not None and not hasattr(sample, "wrapped_sample"):
+            setattr(random, name, bucketed_sampler(sample))
