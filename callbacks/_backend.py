@@ -32,6 +32,11 @@ Every backend module provides:
   `make_train_function`) whose logs hold, under each key, a pair whose
   first element is the sum over the call's steps (on JAX, the function
   calls the compiled one-step function once per step and adds).
+- `logs_of(result)`: the logs dict of what a train function call returned.
+- `adopt(model, result)`: gives the model the training state a call
+  returned, as `fit()` does after the call (JAX; nothing elsewhere).
+- `is_ready(value)`: whether reading a value of the logs would not wait for
+  the device (JAX computes asynchronously; elsewhere always true).
 - `peek_batch(args)`: given the arguments of a train function call, returns
   `(batch, args)`: the first batch of the call and arguments that still
   feed that batch to the train function.

@@ -127,6 +127,35 @@ def finite_outputs(gradients, flags):
     return names, vector
 
 
+def logs_of(result):
+    """The logs dict of what a train function call returned, `(logs, state)`."""
+    return result[0]
+
+
+def adopt(model, result):
+    """Gives the model the state a call returned, as `fit()` does after it.
+
+    Until then the model holds the state the call was given, donated to the
+    call (deleted arrays): a callback syncing the model (`model.jax_state_sync`)
+    before would read them, and so would `fit()`'s final sync when a
+    callback raises before `fit()` stores the new state.
+    """
+    _, state = result
+    names = (
+        "trainable_variables",
+        "non_trainable_variables",
+        "optimizer_variables",
+        "metrics_variables",
+    )
+    model._jax_state = dict(zip(names, state))
+
+
+def is_ready(value):
+    """Whether reading `value` would not wait for the device."""
+    ready = getattr(value, "is_ready", None)
+    return ready is None or ready()
+
+
 def peek_batch(args):
     state, iterator = args
     iterator = iter(iterator)

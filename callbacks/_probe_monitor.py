@@ -78,6 +78,14 @@ class ProbeMonitor(keras.callbacks.Callback):
         self._measure = None
         self._hub = None
         self._batch_probe = None
+        self._call_last = 0
+        if probe is not None:
+            # Without a hub (a probe given): Keras's per-batch hook. With one,
+            # the hub calls `after_call` instead, and `on_train_batch_end`
+            # stays Keras's no-op, so that Keras may hand the batch-end
+            # callbacks to its worker thread (JAX, PyTorch) rather than wait
+            # for every call's results on the training thread.
+            self.on_train_batch_end = self._on_train_batch_end
         self._reset()
 
     @property
@@ -120,13 +128,14 @@ class ProbeMonitor(keras.callbacks.Callback):
         self._epoch_first_step = self._step
 
     def on_train_batch_begin(self, batch, logs=None):
-        if not self._measures_steps():
-            return
         first = self._epoch_first_step + batch + 1
         # `self._model`, not `self.model`: on JAX the property syncs the whole
         # training state back into the variables, a cost on every batch.
         last = first + _steps_per_call(self._model) - 1
-        if self._wants_step(first, last, batch):
+        # Keras passes `on_train_batch_end` the index of the call's last
+        # batch, `batch + steps_per_execution - 1`: `last` is that step.
+        self._call_last = last
+        if self._measures_steps() and self._wants_step(first, last, batch):
             self._hub.request(self)
 
     def _wants_step(self, first, last, batch):
@@ -140,10 +149,25 @@ class ProbeMonitor(keras.callbacks.Callback):
             or bool(every and last // every > (first - 1) // every)
         )
 
-    def on_train_batch_end(self, batch, logs=None):
+    def after_call(self, logs):
+        """Called by the hub with the logs of each train function call.
+
+        On the training thread, right after the call returns and before
+        Keras hands the logs to the callbacks: what it adds to `logs`, they
+        all see. The values are the backend's tensors, not yet floats:
+        reading one waits for the call's results, which only a measurement
+        does.
+        """
+        self._step = self._call_last
+        self._batch_end(logs)
+
+    def _on_train_batch_end(self, batch, logs=None):
         # With `steps_per_execution=N` Keras calls this once per N batches,
         # with `batch` the index of the last one: count steps, not calls.
         self._step = self._epoch_first_step + batch + 1
+        self._batch_end(logs)
+
+    def _batch_end(self, logs):
         if self._measures_steps():
             value = None if logs is None else logs.pop(self.capture_key, None)
             if value is not None:

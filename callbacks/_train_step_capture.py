@@ -24,6 +24,12 @@ dispatcher which, for the call a callback asked about:
   The pair is returned in the call's logs under a private key that the
   callback removes.
 
+After every call, the dispatcher hands the call's logs to the callbacks'
+`after_call(logs)`, on the training thread, before `fit()` hands them to
+the callbacks (whose `on_train_batch_end` Keras runs on a worker thread on
+JAX and PyTorch when no callback overrides it): the monitors read a result
+only on measured calls, so the other calls are not waited for.
+
 Other calls run the model's own train function: the dispatcher costs one
 Python call per call of the train function. Each combination of measuring
 callbacks is compiled once per `fit()`, at its first use.
@@ -112,7 +118,16 @@ class _Hub:
             except BaseException:
                 self.backend.release(self.model, args)
                 raise
-        return function(*args)
+        result = function(*args)
+        # As `fit()` does after the call returns (JAX): a callback reading
+        # the model now reads this call's weights.
+        self.backend.adopt(self.model, result)
+        logs = self.backend.logs_of(result)
+        for callback in list(self.callbacks):
+            after_call = getattr(callback, "after_call", None)
+            if after_call is not None:
+                after_call(logs)
+        return result
 
     def _build(self, callbacks):
         model = self.model

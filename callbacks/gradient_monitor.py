@@ -278,9 +278,11 @@ class GradientMonitor(ProbeMonitor):
         self._not_finite = None
         self._clip = None
         self._layout = None
+        self._pending_losses = []
         self._writer = None
 
     _TRANSIENT = ProbeMonitor._TRANSIENT + (
+        "_pending_losses",
         "_all_variables",
         "_monitored",
         "_writer",
@@ -301,6 +303,7 @@ class GradientMonitor(ProbeMonitor):
         return self.probe is None
 
     def on_train_begin(self, logs=None):
+        self._pending_losses = []
         self._all_variables = []
         self._reference = None
         self._not_finite = None
@@ -526,12 +529,33 @@ class GradientMonitor(ProbeMonitor):
         values["grad_norm/clipped_fraction"] = clip["clipped"] / clip["measured"]
 
     def _between_measurements(self, logs):
+        # The logs hold the backend's tensors; reading one before it is
+        # ready would wait for the step (on JAX, every call). The loss
+        # logged is the epoch's running mean: once not finite it stays so
+        # until the epoch ends, so the latest loss ready tells for all the
+        # calls before it (and the epoch's end reads the last one).
         loss = logs.get("loss")
-        if (
-            isinstance(loss, float)
-            and not math.isfinite(loss)
-            and not self._flagged["exploding"]
-        ):
+        if loss is not None:
+            self._pending_losses.append(loss)
+        is_ready = _backend.get("GradientMonitor").is_ready
+        ready = None
+        while self._pending_losses and is_ready(self._pending_losses[0]):
+            ready = self._pending_losses.pop(0)
+        if ready is not None:
+            self._check_loss(ready)
+
+    def on_epoch_end(self, epoch, logs=None):
+        pending, self._pending_losses = self._pending_losses, []
+        if pending:
+            self._check_loss(pending[-1])
+        super().on_epoch_end(epoch, logs)
+
+    def _check_loss(self, loss):
+        try:
+            loss = float(_backend.get("GradientMonitor").to_numpy(loss))
+        except (TypeError, ValueError):
+            return
+        if not math.isfinite(loss) and not self._flagged["exploding"]:
             last = self._measured_step
             message = (
                 f"GradientMonitor: exploding gradients {self._where()}, not "

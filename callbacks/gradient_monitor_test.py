@@ -263,6 +263,30 @@ def test_learning_rate_that_blows_up_is_flagged_with_remedies_in_playbook_order(
     )
 
 
+def test_a_loss_turning_non_finite_between_measurements_is_flagged_in_its_epoch():
+    # Measured: steps 1 and 8; the loss overflows in between. The monitor
+    # reads the loss of unmeasured calls only once it is computed (it does
+    # not wait for the step; on JAX, under load, it may be the measured
+    # step 8 that flags it), and at the epoch's end at the latest.
+    keras.utils.set_random_seed(0)
+    x, _ = data()
+    model = keras.Sequential(
+        [keras.Input((FEATURES,)), keras.layers.Dense(16, activation="relu"),
+         keras.layers.Dense(1)]
+    )
+    monitor = GradientMonitor()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(model, monitor, learning_rate=1.0, loss="mse",
+              y=100 * x.sum(axis=1, keepdims=True))
+
+    message = next(m for m in monitor_warnings(caught) if "exploding" in m)
+    assert "(epoch 1)" in message
+    if BACKEND != "jax":
+        # Results come ready: the first unmeasured call after the overflow.
+        assert "training loss inf, between measurements" in message
+
+
 def test_names_the_first_layer_whose_output_turned_non_finite():
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
