@@ -47,7 +47,9 @@ class GradientMonitor(ProbeMonitor):
     step), and a measured step costs a little more than an ordinary one (the
     norms, and a copy of the weights for the update ratio). The other steps
     run the model's own train function: one extra Python call per call of
-    the train function.
+    the train function, and no wait for its results (the monitor reads the
+    loss once it is computed; on JAX and PyTorch Keras keeps running the
+    batch-end callbacks on its worker thread).
 
     Schedule: the first step of training (the reference), the last step of
     every epoch (the first step of each epoch when `fit()` does not know the
