@@ -36,8 +36,8 @@ import os
 import sys
 
 BACKENDS = ("tensorflow", "jax")
-# benchmarks/README.md ("Backends"): on the bundled tables a template run
-# and a tuning search take a fraction of TensorFlow's time on JAX.
+# benchmarks/README.md ("Templates speed", "Tuning"): on the bundled tables a
+# template run and a tuning search take less time on JAX than on TensorFlow.
 DEFAULT_BACKEND = "jax"
 # The value Keras writes into a new keras.json by itself.
 KERAS_DEFAULT_BACKEND = "tensorflow"
