@@ -539,7 +539,8 @@ class GradientMonitor(ProbeMonitor):
         loss = logs.get("loss")
         if loss is not None:
             self._pending_losses.append(loss)
-        is_ready = _backend.get("GradientMonitor").is_ready
+        # The hub's backend module: `_backend.get` costs an import lookup.
+        is_ready = self._hub.backend.is_ready
         ready = None
         while self._pending_losses and is_ready(self._pending_losses[0]):
             ready = self._pending_losses.pop(0)
