@@ -27,10 +27,14 @@ import sys
 import keras
 import pandas as pd
 
-from templates import data, data_loss, layers, preprocessing  # noqa: F401  (registers custom objects)
+from templates import data, data_loss, layers, preprocessing, tensorflow_logs  # noqa: F401  (registers custom objects)
 from templates.artifacts import replace_atomically
-from templates.cli import (ArgumentParser, add_backend_argument, exits_cleanly_on_bad_input,
-                           parse_backend_arguments)
+from templates.cli import (
+    ArgumentParser,
+    add_backend_argument,
+    exits_cleanly_on_bad_input,
+    parse_backend_arguments,
+)
 from templates.ensemble import ensemble_members
 from templates.errors import TemplateError
 from templates.recipe import model_info, predict
@@ -50,7 +54,10 @@ def load_model(path):
     if not os.path.isfile(path):
         raise TemplateError(f"Model file '{path}' does not exist; expected a .keras file.")
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
+        # A model saved with Keras' string layers imports TensorFlow while it
+        # loads, on any backend: without its start-up lines.
+        with tensorflow_logs.startup_lines_filtered():
+            return keras.saving.load_model(path, safe_mode=True, compile=False)
     except (ValueError, OSError) as error:
         raise TemplateError(
             f"Could not load '{path}' as a Keras model: {str(error).splitlines()[0]}"

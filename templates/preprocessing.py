@@ -27,7 +27,13 @@ import numpy as np
 import pandas as pd
 
 from templates.errors import TemplateError, shorten
-from templates.layers import ColumnNames, ReplaceNaN, Standardize, TextOneHot, text_codes
+from templates.layers import (
+    ColumnNames,
+    ReplaceNaN,
+    Standardize,
+    TextOneHot,
+    text_codes,
+)
 
 NUMERIC = "float32"
 TEXT = "string"
@@ -134,9 +140,25 @@ def model_input_kinds(model):
 
 
 def model_vocabularies(model):
-    """Returns `{column: vocabulary}` of the text columns of a model built by `build_preprocessing`."""
-    return {layer.column: layer.vocabulary for layer in model.layers
-            if isinstance(layer, TextOneHot)}
+    """Returns `{column: vocabulary}` of the text columns of a model built by `build_preprocessing`.
+
+    Raises:
+        TemplateError: on a backend other than TensorFlow, for a model saved
+            before text columns became vocabulary codes (its text inputs take
+            strings, which only TensorFlow can feed to a model).
+    """
+    vocabularies = {layer.column: layer.vocabulary for layer in model.layers
+                    if isinstance(layer, TextOneHot)}
+    strings = [name for name, kind in model_input_kinds(model).items()
+               if kind == TEXT and name not in vocabularies]
+    if strings and keras.backend.backend() != "tensorflow":
+        raise TemplateError(
+            f"The model takes its text columns ({shorten(strings)}) as strings, as models saved "
+            "before keras-templates encoded text as vocabulary codes did; only TensorFlow feeds "
+            "strings to a model. Expected --backend tensorflow (or KERAS_BACKEND=tensorflow), "
+            "or a model trained again."
+        )
+    return vocabularies
 
 
 def clean_columns(frame, kinds, source="the data"):
@@ -171,7 +193,9 @@ def frame_to_inputs(frame, kinds, vocabularies, source="the data"):
         frame: DataFrame holding (at least) the columns in `kinds`.
         kinds: dict `{column: "float32" | "string"}`.
         vocabularies: dict `{column: vocabulary}` of the text columns
-            (`text_vocabularies` of the training rows, or `model_vocabularies`).
+            (`text_vocabularies` of the training rows, or `model_vocabularies`);
+            a text column without one stays strings, as a model saved
+            before `TextOneHot` takes it.
         source: str, how to name the data in error messages.
 
     Returns:
@@ -189,7 +213,9 @@ def frame_to_inputs(frame, kinds, vocabularies, source="the data"):
     if numeric:
         arrays[NUMERIC_INPUT] = columns[numeric].to_numpy(dtype="float32")
     for name in (name for name, kind in kinds.items() if kind == TEXT):
-        arrays[name] = text_codes(columns[name].to_numpy(dtype=object), vocabularies[name])
+        values = columns[name].to_numpy(dtype=object).reshape(-1, 1)
+        # A model saved before `TextOneHot` looks strings up itself (TensorFlow only).
+        arrays[name] = text_codes(values, vocabularies[name]) if name in vocabularies else values
     return arrays
 
 

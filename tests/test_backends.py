@@ -164,3 +164,41 @@ def test_initial_weights_drawn_in_buckets_are_keras_draws_of_the_same_seed():
     traced = jax.jit(lambda key: sample((3, 2), 0.0, 1.0, "float32", seed=key))(
         jax.random.PRNGKey(0))
     assert traced.shape == (3, 2)
+
+
+
+@pytest.fixture
+def model_with_string_inputs(tmp_path):
+    """A model as the templates saved them before text became codes: StringLookup inside."""
+    import keras
+
+    from templates.layers import ColumnNames, ModelInfo, ReplaceNaN
+
+    numbers = keras.Input((2,), name="numeric_columns")
+    colour = keras.Input((1,), name="colour", dtype="string")
+    named = ReplaceNaN()(ColumnNames(["signal", "noise"], name="numeric_column_names")(numbers))
+    one_hot = keras.layers.StringLookup(vocabulary=["blue", "green", "red"],
+                                        output_mode="one_hot")(colour)
+    features = ModelInfo("binary", ["no", "yes"], name="model_info")(
+        keras.layers.Concatenate()([named, one_hot]))
+    model = keras.Model({"numeric_columns": numbers, "colour": colour},
+                        keras.layers.Dense(1, activation="sigmoid", name="output")(features))
+    path = tmp_path / "old.keras"
+    model.save(path)
+    return path
+
+
+def test_a_model_that_takes_text_as_strings_still_predicts_on_tensorflow(model_with_string_inputs):
+    from templates.predict import load_model, predict_frame
+
+    rows = make_frame("binary", rows=5).drop(columns="target")
+    assert len(predict_frame(load_model(str(model_with_string_inputs)), rows)) == 5
+
+
+def test_a_model_that_takes_text_as_strings_is_a_one_line_error_on_jax(
+        model_with_string_inputs, binary_csv, tmp_path):
+    result = run("-m", "templates.predict", "--model", model_with_string_inputs, "--csv",
+                 binary_csv, "--output", tmp_path / "p.csv", "--backend", "jax")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: The model takes its text columns ('colour') as strings")
+    assert "--backend tensorflow" in result.stderr and len(result.stderr.splitlines()) == 1
