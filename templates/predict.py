@@ -27,7 +27,8 @@ import sys
 import keras
 import pandas as pd
 
-from templates import data, data_loss, layers, preprocessing, tensorflow_logs  # noqa: F401  (registers custom objects)
+from templates import data, data_loss, layers, preprocessing  # noqa: F401  (registers custom objects)
+from templates import tensorflow_logs
 from templates.artifacts import replace_atomically
 from templates.cli import (
     ArgumentParser,

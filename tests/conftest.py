@@ -55,3 +55,22 @@ def run_module(module, *args):
         [sys.executable, "-m", module, *map(str, args)],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
     )
+
+
+def run_study_on_users_table(study, task, output):
+    """Runs `study.main` with `--quick` on `make_frame(task)` written as a user's CSV.
+
+    Returns:
+        `(csv path, results.json as a dict)`, after checking that the study
+        exited 0 and wrote its four files into `output`.
+    """
+    import json
+
+    from studies import common
+
+    csv = str(output.parent / "users_table.csv")
+    make_frame(task).to_csv(csv, index=False)
+    argv = ["--quick", "--csv", csv, "--target", "target", "--task", task, "--output", str(output)]
+    assert study.main(argv) == 0
+    assert sorted(path.name for path in output.iterdir()) == sorted(common.FILES)
+    return csv, json.loads((output / "results.json").read_text())

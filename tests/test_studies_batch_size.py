@@ -6,6 +6,7 @@ import json
 import pandas as pd
 import pytest
 
+from conftest import run_study_on_users_table
 from studies import batch_size, common
 
 
@@ -47,13 +48,9 @@ def test_activation_bytes_grow_linearly_with_the_batch():
     assert batch_size.activation_bytes(2048, inputs=10, hidden=(64, 64), outputs=1) == 2048 * one
 
 
-def test_runs_on_a_users_table(tmp_path, csv_for):
-    csv = csv_for("binary", name="users_table.csv")
+def test_runs_on_a_users_table(tmp_path):
     output = tmp_path / "out"
-    argv = ["--quick", "--csv", csv, "--target", "target", "--task", "binary", "--output", str(output)]
-    assert batch_size.main(argv) == 0
-    assert sorted(p.name for p in output.iterdir()) == sorted(common.FILES)
-    record = json.loads((output / "results.json").read_text())
+    csv, record = run_study_on_users_table(batch_size, "binary", output)
     assert record["data"] == csv
     assert "the user CSV (binary)" in (output / "summary.md").read_text()
     # The quality runs train on the CSV's 72 training rows, so only the batches that fit them run.

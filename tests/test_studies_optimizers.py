@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from conftest import run_study_on_users_table
 from studies import common, optimizers
 
 
@@ -41,13 +42,8 @@ def test_epochs_to_target_is_the_first_epoch_at_or_below_it():
     assert optimizers.epochs_to_target([float("nan"), 0.5], target=0.4) is None
 
 
-def test_runs_on_a_users_table(tmp_path, csv_for):
-    csv = csv_for("multiclass", name="users_table.csv")
+def test_runs_on_a_users_table(tmp_path):
     output = tmp_path / "out"
-    argv = ["--quick", "--csv", csv, "--target", "target", "--task", "multiclass",
-            "--output", str(output)]
-    assert optimizers.main(argv) == 0
-    assert sorted(p.name for p in output.iterdir()) == sorted(common.FILES)
-    record = json.loads((output / "results.json").read_text())
+    csv, record = run_study_on_users_table(optimizers, "multiclass", output)
     assert record["data"] == csv
     assert "the user CSV (multiclass)" in (output / "summary.md").read_text()

@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from conftest import run_study_on_users_table
 from studies import common, sensitivity
 from tuning.space import Hyperparameter
 
@@ -38,13 +39,9 @@ def test_variants_change_one_setting_to_each_other_choice_and_range_end():
     assert sensitivity.variants(space) == [("optimizer", "sgd"), ("dropout", 0.5)]
 
 
-def test_runs_the_users_task_template_on_a_users_table(tmp_path, csv_for):
-    csv = csv_for("binary", name="users_table.csv")
+def test_runs_the_users_task_template_on_a_users_table(tmp_path):
     output = tmp_path / "out"
-    argv = ["--quick", "--csv", csv, "--target", "target", "--task", "binary", "--output", str(output)]
-    assert sensitivity.main(argv) == 0
-    assert sorted(p.name for p in output.iterdir()) == sorted(common.FILES)
-    record = json.loads((output / "results.json").read_text())
+    csv, record = run_study_on_users_table(sensitivity, "binary", output)
     assert record["data"] == csv
     assert record["settings"]["task"] == "binary"
     assert record["settings"]["template"] == "templates/binary.py"
