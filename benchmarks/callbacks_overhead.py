@@ -31,12 +31,18 @@ and highest of those ratios (a spread far wider than the overhead means the
 rounds are too short or the machine too busy for the figure to hold), and
 the median one-off cost: the first epoch's extra seconds over the plain fit.
 
+A steady state of a fraction of a second is mostly noise (JAX runs 20,000
+rows an epoch in about 0.12 s), so each model trains for as many epochs as
+make the plain fit's steady state last about `--steady-seconds` (timed on
+the warm-up fit), and at least `--epochs`.
+
 Run: python -m benchmarks.callbacks_overhead [--backends tensorflow jax torch]
-    [--rounds 5] [--epochs 3] [--rows 20000]
+    [--rounds 5] [--epochs 3] [--steady-seconds 3] [--rows 20000]
 """
 
 import argparse
 import logging
+import math
 import os
 import statistics
 import subprocess
@@ -157,6 +163,17 @@ def timed_fit(build, callbacks, x, y, epochs):
     return model, first, steady
 
 
+def epochs_for(steady_seconds, seconds_per_epoch, least):
+    """Epochs for a plain steady state of about `steady_seconds`, at least `least`.
+
+    Example:
+
+    >>> epochs_for(3.0, 0.125, 3), epochs_for(3.0, 2.0, 3)
+    (25, 3)
+    """
+    return max(least, 1 + math.ceil(steady_seconds / max(seconds_per_epoch, 1e-6)))
+
+
 def time_backend(args):
     """Times every variant on both models; prints one table per model."""
     import keras
@@ -173,19 +190,21 @@ def time_backend(args):
         names = list(make)
         first = {name: [] for name in names}
         steady = {name: [] for name in names}
-        model, _, _ = timed_fit(build, [], x, y, args.epochs)  # warm-up
+        model, _, warm_steady = timed_fit(build, [], x, y, args.epochs)  # warm-up
+        epochs = epochs_for(args.steady_seconds, warm_steady[0] / (args.epochs - 1),
+                            args.epochs)
         for round_index in range(args.rounds):
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
                 _, first_epoch, rest = timed_fit(
-                    build, make[name](), x, y, args.epochs
+                    build, make[name](), x, y, epochs
                 )
                 first[name].append(first_epoch)
                 steady[name].append(rest)
         print(
             f"{keras.backend.backend()}, {model_name} "
             f"(steps_per_execution={model.steps_per_execution}): "
-            f"{args.rows} rows, batch {BATCH_SIZE}, {args.epochs} epochs "
+            f"{args.rows} rows, batch {BATCH_SIZE}, {epochs} epochs "
             f"(the first apart), {args.rounds} rounds, load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
@@ -212,7 +231,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=BACKENDS)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="the least epochs per fit, the first included (default 3)")
+    parser.add_argument("--steady-seconds", type=float, default=3.0,
+                        help="more epochs where a plain steady state would last less "
+                             "(default 3.0 s)")
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -228,7 +251,8 @@ def main():
     if args.child:
         time_backend(args)
         return
-    options = ["--rounds", str(args.rounds), "--epochs", str(args.epochs), "--rows", str(args.rows)]
+    options = ["--rounds", str(args.rounds), "--epochs", str(args.epochs), "--rows", str(args.rows),
+               "--steady-seconds", str(args.steady_seconds)]
     failed = []
     for backend in args.backends:
         result = subprocess.run(

@@ -93,6 +93,11 @@ class Standardize(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
+        # Once built, the weights are the truth: a model whose statistics were
+        # assigned (`tuning.fold_models.copy_state`) saves the ones it uses.
+        if self.built:
+            self.mean_values = ops.convert_to_numpy(self.mean).astype(float).tolist()
+            self.variance_values = ops.convert_to_numpy(self.variance).astype(float).tolist()
         return {**super().get_config(), "mean": self.mean_values,
                 "variance": self.variance_values}
 

@@ -23,6 +23,7 @@ from templates.data import cross_validation_folds
 from templates.data_loss import DataLoss
 from templates.tasks import get_task
 from templates.training import TrainingConfig, seed_everything
+from tuning import fold_models
 from tuning.fail_on_nan import FailOnNaN
 
 # Trials are ranked by the validation loss without the L2 penalty: with it,
@@ -116,8 +117,11 @@ class TemplateHyperModel(keras_tuner.HyperModel):
 
         Args:
             hp: the trial's `keras_tuner.HyperParameters`.
-            model: the model `build` returned (with `folds > 1`, unused: each
-                fold builds its own, adapted on its training rows).
+            model: the model `build` returned. With `folds > 1`, each fold
+                builds its own, adapted on its training rows, and trains it
+                in `model` (its state copied there) when the two differ only
+                in weights: one compiled program for every fold
+                (`tuning.fold_models`).
             *args: unused (the rows are the hypermodel's `data`).
             epochs: int, the last epoch to train; Hyperband sets it, otherwise
                 `max_epochs`.
@@ -147,7 +151,12 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         rows = self.data.split.train
         for train_rows, validation_rows in self.fold_rows:
             fold = self.data.with_rows(rows[train_rows], rows[validation_rows])
-            results.append(train(self.build_on(hp, fold), fold))
+            fold_model = self.build_on(hp, fold)
+            # Trained in `model`'s compiled steps where only weights differ.
+            if fold_models.can_share(model, fold_model):
+                fold_models.copy_state(fold_model, model)
+                fold_model = model
+            results.append(train(fold_model, fold))
         means = {name: float(np.mean([result[name] for result in results])) for name in results[0]}
         return {**means, "best_epoch": max(1, round(means["best_epoch"]))}
 

@@ -1,0 +1,131 @@
+"""One compiled model for every fold of a cross-validated trial.
+
+The K folds of a trial build K models that differ only in what they learn
+from their own rows: the normalisation statistics, which `Standardize`
+keeps as weights, besides the initial weights themselves. Each new model
+would trace, lower and compile its training and evaluation steps again
+(about 0.5 s a fold on JAX, more on TensorFlow). Instead, each fold's fresh
+model hands its whole state (weights, statistics, random seed states and a
+fresh optimizer state) to one model that trains every fold, so its compiled
+steps are reused: the same start, the same program, the same results.
+
+Models that differ in anything else must not share: a text column's
+vocabulary (each fold's own), the regression template's target scaling
+(constants of `Rescaling` and of the loss weight), or any edit of a copied
+template that builds from the rows. `can_share` compares the two models'
+layer and compile configurations, the statistics left out, and refuses
+anything else that differs.
+
+Example:
+
+>>> import keras, numpy as np
+>>> from templates.layers import Standardize
+>>> def build(mean):
+...     inputs = keras.Input((2,))
+...     x = Standardize(mean=mean, variance=[1.0, 1.0], name="normalize_numeric")(inputs)
+...     model = keras.Model(inputs, keras.layers.Dense(1, name="output")(x))
+...     model.compile("adam", "mse")
+...     return model
+>>> trained, fresh = build([0.0, 0.0]), build([5.0, 1.0])
+>>> can_share(trained, fresh)
+True
+>>> copy_state(fresh, trained)
+>>> trained.get_layer("normalize_numeric").get_config()["mean"]
+[5.0, 1.0]
+"""
+
+from keras import ops
+
+# Layer configuration keys whose values the layer also holds as weights:
+# copying the weights copies them.
+VALUES_HELD_AS_WEIGHTS = {"Standardize": ("mean", "variance")}
+# Layers whose configuration does not show everything they compute with.
+UNCOMPARABLE_LAYERS = ("Lambda",)
+
+
+def can_share(model, other):
+    """Whether `other`'s state can be trained in `model`'s compiled steps.
+
+    Args:
+        model: a compiled `keras.Model`, e.g. the first fold's.
+        other: a compiled `keras.Model` built by the same code on other rows.
+
+    Returns:
+        bool: `True` when the two differ only in the values of their weights
+        (and of the configuration values those weights hold).
+    """
+    if model.optimizer is None or other.optimizer is None:
+        return False
+    architecture = _architecture(model)
+    if architecture is None or architecture != _architecture(other):
+        return False
+    return _shapes(_state(model)) == _shapes(_state(other))
+
+
+def copy_state(source, target):
+    """Assigns `source`'s whole state to `target`, as if `target` were `source`.
+
+    Weights, non-trainable weights (the statistics), random seed states and
+    the optimizer's variables (its step count, moments and learning rate, as
+    a freshly built optimizer has them) are copied variable by variable.
+
+    Args:
+        source: the fold's freshly built, compiled `keras.Model`.
+        target: a model for which `can_share(target, source)` holds.
+    """
+    for target_variable, source_variable in zip(_state(target), _state(source), strict=True):
+        # A copy, not the same array: JAX frees (donates) a model's state
+        # arrays when its compiled steps run, and the other model would lose it.
+        target_variable.assign(ops.convert_to_numpy(source_variable.value))
+
+
+def _state(model):
+    """Every variable `model.fit` starts from: the model's, then its optimizer's."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return [*model.variables, *model.optimizer.variables]
+
+
+def _shapes(variables):
+    return [(tuple(variable.shape), str(variable.dtype)) for variable in variables]
+
+
+def _architecture(model):
+    """The model's layer and compile configurations, weight-held values left out.
+
+    `None` where the configuration cannot tell two models apart: a
+    subclassed model (its configuration need not list its layers) or a
+    `Lambda` layer (a function may close over values of the rows).
+    """
+    try:
+        config = model.get_config()
+    except NotImplementedError:
+        return None
+    layers = config.get("layers") if isinstance(config, dict) else None
+    if not layers:
+        return None
+    for layer in layers:
+        if layer.get("class_name") in UNCOMPARABLE_LAYERS:
+            return None
+        for key in VALUES_HELD_AS_WEIGHTS.get(layer.get("class_name"), ()):
+            layer.get("config", {}).pop(key, None)
+    compile_config = model.get_compile_config() or {}
+    optimizer = compile_config.get("optimizer")
+    if isinstance(optimizer, dict):
+        optimizer.get("config", {}).pop("name", None)  # "adam", "adam_1", ...
+    # Layers left unnamed are numbered as they are made ("dense_3", "dense_7"):
+    # each name stands for its position.
+    positions = {layer.get("name"): f"<layer {index}>" for index, layer in enumerate(layers)}
+    positions[config.get("name")] = "<model>"
+    return repr(_renamed(config, positions)), repr(_renamed(compile_config, positions))
+
+
+def _renamed(value, names):
+    """`value` (nested dicts, lists, tuples) with every string in `names` replaced."""
+    if isinstance(value, dict):
+        return {key: _renamed(item, names) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_renamed(item, names) for item in value]
+    if isinstance(value, str):
+        return names.get(value, value)
+    return value
