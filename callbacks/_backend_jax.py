@@ -147,7 +147,10 @@ def adopt(model, result):
         "optimizer_variables",
         "metrics_variables",
     )
-    model._jax_state = dict(zip(names, state))
+    # Not through `Layer.__setattr__`, whose tracking walks every array of the
+    # state looking for variables and layers: about as long as a training
+    # step of a small model, on every call (`fit()` assigns it after anyway).
+    object.__setattr__(model, "_jax_state", dict(zip(names, state)))
 
 
 def is_ready(value):
