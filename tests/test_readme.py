@@ -24,7 +24,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-PAGES = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md")),
+         *(ROOT / "benchmarks" / name for name in ("README.md", "HISTORY.md"))]
 README_MAX_LINES = 200
 # Folders of this repository whose files the pages name in backticks.
 REPO_FOLDERS = ("templates", "callbacks", "tuning", "benchmarks", "tests", "docs", "studies")
