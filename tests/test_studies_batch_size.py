@@ -1,8 +1,9 @@
-"""Study 4, quick: larger batches process more rows per second and need more memory per step."""
+"""Study 4, quick: the speed of each batch size is measured, and a step's memory grows with the batch."""
 
 import itertools
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -24,17 +25,18 @@ def test_writes_the_four_files_with_a_verdict(quick_run):
     assert record["settings"]["l2"] == 0 and record["settings"]["early_stopping"] is False
 
 
-def test_a_large_batch_processes_more_samples_per_second_than_batch_8(quick_run):
+def test_the_speed_of_every_batch_size_is_measured_from_batch_8_up(quick_run):
+    # Which batch is faster is the study's finding (its verdict and report),
+    # not this test's: times measured on a loaded machine can come out
+    # either way, and a test must not depend on them.
     speed = pd.read_csv(quick_run / "results.csv").query("part == 'speed'")
-    samples_per_s = speed.set_index("batch_size")["samples_per_s"]
-    assert samples_per_s.index.min() == 8
-    assert samples_per_s.iloc[-1] > samples_per_s.loc[8]
-
-
-def test_a_batch_step_costs_more_than_a_small_batch_step(quick_run):
-    speed = pd.read_csv(quick_run / "results.csv").query("part == 'speed'")
-    ms_per_step = speed.set_index("batch_size")["ms_per_step"]
-    assert ms_per_step.iloc[-1] > ms_per_step.loc[8]
+    sizes = speed["batch_size"].tolist()
+    assert sizes[0] == 8 and sizes == sorted(sizes) and len(sizes) >= 2
+    for column in ("samples_per_s", "ms_per_step"):
+        assert (speed[column] > 0).all() and np.isfinite(speed[column]).all(), column
+    # Rows per second and time per step describe the same steps.
+    np.testing.assert_allclose(speed["samples_per_s"] * speed["ms_per_step"] / 1000,
+                               speed["batch_size"], rtol=1e-6)
 
 
 def test_measured_step_memory_grows_with_the_batch(quick_run):
