@@ -95,11 +95,12 @@ class Standardize(keras.layers.Layer):
     def get_config(self):
         # Once built, the weights are the truth: a model whose statistics were
         # assigned (`tuning.fold_models.copy_state`) saves the ones it uses.
-        if self.built:
-            self.mean_values = ops.convert_to_numpy(self.mean).astype(float).tolist()
-            self.variance_values = ops.convert_to_numpy(self.variance).astype(float).tolist()
-        return {**super().get_config(), "mean": self.mean_values,
-                "variance": self.variance_values}
+        if not self.built:
+            return {**super().get_config(), "mean": self.mean_values,
+                    "variance": self.variance_values}
+        return {**super().get_config(),
+                "mean": ops.convert_to_numpy(self.mean).astype(float).tolist(),
+                "variance": ops.convert_to_numpy(self.variance).astype(float).tolist()}
 
 
 @keras.saving.register_keras_serializable(package="keras_templates")

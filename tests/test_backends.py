@@ -23,7 +23,7 @@ def run(*args, env=None):
     """Runs `python args` from the repository root; returns the CompletedProcess."""
     environment = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO_ROOT, timeout=300, env=environment)
+                          cwd=REPO_ROOT, timeout=300, env=environment, check=False)
 
 
 def check(result):
@@ -165,6 +165,12 @@ def test_initial_weights_drawn_in_buckets_are_keras_draws_of_the_same_seed():
         jax.random.PRNGKey(0))
     assert traced.shape == (3, 2)
 
+
+def test_the_folds_of_a_trial_share_one_model_on_jax_as_on_tensorflow():
+    # On JAX a compiled step frees the arrays it is given: shared state must be copied.
+    result = run("-m", "pytest", "-q", "-p", "no:cacheprovider",
+                 "tests/test_tuning_fold_models.py", env={"KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
 @pytest.fixture

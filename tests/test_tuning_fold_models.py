@@ -73,7 +73,10 @@ def test_a_copied_state_predicts_as_its_source_and_saves_its_statistics():
     first, second = fold_pair(binary, "binary")
     assert fold_models.can_share(first, second)
     data = prepare_data("binary", *(part.head(120) for part in load_bundled("breast_cancer")))
-    inputs, _ = data.inputs(np.arange(5))
+    inputs, labels = data.inputs(np.arange(32))
+    # `first` has trained: its weights and optimizer state are no longer a fresh model's.
+    first.fit(inputs, labels, epochs=1, verbose=0)
+    assert int(first.optimizer.iterations.numpy()) > 0
 
     fold_models.copy_state(second, first)
 

@@ -59,7 +59,8 @@ def can_share(model, other):
     architecture = _architecture(model)
     if architecture is None or architecture != _architecture(other):
         return False
-    return _shapes(_state(model)) == _shapes(_state(other))
+    # Same compile configuration and weight shapes: the same optimizer slots.
+    return _shapes(model.variables) == _shapes(other.variables)
 
 
 def copy_state(source, target):
@@ -80,7 +81,7 @@ def copy_state(source, target):
 
 
 def _state(model):
-    """Every variable `model.fit` starts from: the model's, then its optimizer's."""
+    """Every variable `model.fit` starts from: the model's, then its (built) optimizer's."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     return [*model.variables, *model.optimizer.variables]
