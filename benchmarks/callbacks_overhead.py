@@ -239,10 +239,10 @@ def main():
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    for name, least in (("rounds", 1), ("epochs", 2), ("rows", BATCH_SIZE)):
+    for name, least in (("rounds", 1), ("epochs", 2), ("rows", BATCH_SIZE), ("steady_seconds", 0)):
         if getattr(args, name) < least:
             print(
-                f"error: --{name} must be at least {least}; "
+                f"error: --{name.replace('_', '-')} must be at least {least}; "
                 f"received {getattr(args, name)}",
                 file=sys.stderr,
             )
