@@ -6,6 +6,7 @@ that each public callback only says what it measures and how it judges it.
 """
 
 import copy
+import math
 import warnings
 
 import keras
@@ -27,11 +28,13 @@ class ProbeMonitor(keras.callbacks.Callback):
       probe, the reference later measurements are compared with), one every
       `every_n_batches` training batches when that is set, and one at the end
       of every epoch.
-    - on real training steps (`_measures_steps()` true): `_wants_step(first,
-      last)` says whether the train function call covering steps `first` to
-      `last` should be measured; the measurement comes back in that call's
-      logs under `capture_key` and `_step_values(value)` turns it into log
-      entries.
+    - on real training steps (`_measures_steps()` true): the train function
+      calls of the schedule below are measured (every step of the call);
+      the measurement comes back in that call's logs under `capture_key`
+      and `_step_values(value)` turns it into log entries. Schedule: the
+      first call of training, the last call of every epoch (the first call
+      of each epoch when `fit()` does not know the epoch's length), and the
+      call holding every `every_n_batches`-th step when that is set.
 
     The latest numbers are added to the batch `logs` of the batch they were
     taken at and to every epoch's `logs`, so `History`, `CSVLogger`,
@@ -78,13 +81,14 @@ class ProbeMonitor(keras.callbacks.Callback):
         self._measure = None
         self._hub = None
         self._batch_probe = None
-        self._call_last = 0
         if probe is not None:
             # Without a hub (a probe given): Keras's per-batch hook. With one,
-            # the hub calls `after_call` instead, and `on_train_batch_end`
-            # stays Keras's no-op, so that Keras may hand the batch-end
-            # callbacks to its worker thread (JAX, PyTorch) rather than wait
-            # for every call's results on the training thread.
+            # the hub calls `after_call` on the calls the schedule asks for,
+            # and `on_train_batch_begin` and `on_train_batch_end` stay
+            # Keras's no-ops: no Python of ours on the other calls, and Keras
+            # may hand the batch-end callbacks to its worker thread (JAX,
+            # PyTorch) rather than wait for every call's results on the
+            # training thread.
             self.on_train_batch_end = self._on_train_batch_end
         self._reset()
 
@@ -116,6 +120,7 @@ class ProbeMonitor(keras.callbacks.Callback):
             self._check(logs)
             return
         self._hub = _train_step_capture.register(self, type(self).__name__)
+        self._hub.schedule(self, measure=self._measures_steps())
         if self.probe is None and not self._measures_steps():
             self._hub.peek(self._receive_batch)
 
@@ -126,31 +131,45 @@ class ProbeMonitor(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._epoch_first_step = self._step
+        if self._hub is not None:
+            self._hub.begin_epoch()
 
-    def on_train_batch_begin(self, batch, logs=None):
-        first = self._epoch_first_step + batch + 1
-        # `self._model`, not `self.model`: on JAX the property syncs the whole
-        # training state back into the variables, a cost on every batch.
-        last = first + _steps_per_call(self._model) - 1
-        # Keras passes `on_train_batch_end` the index of the call's last
-        # batch, `batch + steps_per_execution - 1`: `last` is that step.
-        self._call_last = last
-        if self._measures_steps() and self._wants_step(first, last, batch):
-            self._hub.request(self)
+    def next_call(self, done, batch):
+        """The train function call this monitor wants next, for the hub.
 
-    def _wants_step(self, first, last, batch):
-        """The schedule of step measurements; see the subclasses' docs."""
-        steps = self.params.get("steps") if self.params else None
+        Args:
+            done: int, the steps done before the call in this `fit()`.
+            batch: int, the index in the epoch of the call's first batch.
+
+        Returns:
+            The `done` of the first call from this one on that the schedule
+            (see the class docstring) asks for, in this epoch: `done`
+            itself when it asks for this call, `math.inf` when none. A call
+            runs steps `done + 1` to `done + steps_per_execution`, as Keras
+            counts them (the last call of an epoch counts them all).
+        """
+        if done == 0:
+            return 0
+        size = self._hub.steps_per_call
+        wanted = math.inf
         every = self.every_n_batches
-        return (
-            first == 1
-            or (steps is not None and batch + (last - first) + 1 >= steps)
-            or (steps is None and batch == 0)
-            or bool(every and last // every > (first - 1) // every)
-        )
+        if every:
+            # The call holding the first multiple of `every` after `done`.
+            multiple = (done // every + 1) * every
+            wanted = done + (multiple - done - 1) // size * size
+        if self._measures_steps():
+            steps = self.params.get("steps") if self.params else None
+            if steps is None:
+                if batch == 0:
+                    return done
+            else:
+                # The epoch's last call: its batches reach `steps`.
+                calls = max(0, -(-(steps - size - batch) // size))
+                wanted = min(wanted, done + calls * size)
+        return wanted
 
     def after_call(self, logs):
-        """Called by the hub with the logs of each train function call.
+        """Called by the hub with the logs of the calls `next_call` asked for.
 
         On the training thread, right after the call returns and before
         Keras hands the logs to the callbacks: what it adds to `logs`, they
@@ -158,7 +177,7 @@ class ProbeMonitor(keras.callbacks.Callback):
         reading one waits for the call's results, which only a measurement
         does.
         """
-        self._step = self._call_last
+        self._step = self._hub.step
         self._batch_end(logs)
 
     def _on_train_batch_end(self, batch, logs=None):
@@ -172,8 +191,6 @@ class ProbeMonitor(keras.callbacks.Callback):
             value = None if logs is None else logs.pop(self.capture_key, None)
             if value is not None:
                 self._record(self._step_values(value), logs)
-            else:
-                self._between_measurements(logs or {})
             return
         if self._measure is None and self._batch_probe is not None:
             self._measure = self._build_measure(self._batch_probe)
@@ -187,10 +204,9 @@ class ProbeMonitor(keras.callbacks.Callback):
         ):
             self._check(logs)
 
-    def _between_measurements(self, logs):
-        """Called on a step not measured (step measurements only)."""
-
     def on_epoch_end(self, epoch, logs=None):
+        if self._hub is not None:
+            self._step = self._hub.step
         if logs is not None:
             logs.pop(self.capture_key, None)
         if self._measure is not None and self._measured_step != self._step:
@@ -264,7 +280,3 @@ class ProbeMonitor(keras.callbacks.Callback):
         if config.get("probe") is not None:
             config["probe"] = _probe.probe_from_config(config["probe"])
         return cls(**config)
-
-
-def _steps_per_call(model):
-    return int(getattr(model, "steps_per_execution", 1) or 1)

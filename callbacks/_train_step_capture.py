@@ -2,14 +2,17 @@
 
 In Keras 3, `fit()` builds `model.train_function` before it calls the
 callbacks' `on_train_begin`, and then calls `model.train_function(...)` once
-per step (once per `steps_per_execution` batches). While a callback of this
-package is registered here, the model's train function is a small Python
-dispatcher which, for the call a callback asked about:
+per call of `steps_per_execution` batches. While a callback of this package
+is registered here, the model's train function is a small Python dispatcher
+which keeps the count of steps done (`step`, each call counting
+`steps_per_execution` steps, as Keras counts them) and, for the calls a
+callback asked about:
 
 - hands the call's first batch to the callbacks that asked to see it
   (`peek`), before the step runs;
-- runs a *measuring* train function instead of the model's own (`request`).
-  Keras builds it, as it builds its own, from the model's `train_step`
+- runs a *measuring* train function instead of the model's own, for the
+  callbacks scheduled to measure that call (`schedule`). Keras builds it,
+  as it builds its own, from the model's `train_step`
   wrapped so that, while it runs (traced once on TensorFlow and JAX, every
   call on PyTorch), the optimizer's `apply` is replaced by a wrapper that
   keeps the gradients it receives (before clipping) and the weights before
@@ -22,20 +25,26 @@ dispatcher which, for the call a callback asked about:
   call (with `steps_per_execution=N` a call runs up to N steps; the backend's
   `StepSums` does the sum), `last` (a tuple of tensors) is the last step's.
   The pair is returned in the call's logs under a private key that the
-  callback removes.
+  callback removes;
+- hands the call's logs to the scheduled callbacks' `after_call(logs)`, on
+  the training thread, before `fit()` hands them to the callbacks (whose
+  `on_train_batch_end` Keras runs on a worker thread on JAX and PyTorch
+  when no callback overrides it).
 
-After every call, the dispatcher hands the call's logs to the callbacks'
-`after_call(logs)`, on the training thread, before `fit()` hands them to
-the callbacks (whose `on_train_batch_end` Keras runs on a worker thread on
-JAX and PyTorch when no callback overrides it): the monitors read a result
-only on measured calls, so the other calls are not waited for.
-
-Other calls run the model's own train function: the dispatcher costs one
-Python call per call of the train function. Each combination of measuring
-callbacks is compiled once per `fit()`, at its first use.
+The schedule lives here, not in an `on_train_batch_begin` hook: Keras calls
+that hook on every call, a Python cost per step that shows on a small
+model. Each scheduled callback says, with `next_call(done, batch)`, which
+call it wants next; the dispatcher keeps the earliest (`due`), and every
+other call costs it one comparison and the call of the model's own train
+function. Callbacks that must see every call's logs (`watch`: the
+gradient monitor reads the loss once it is computed) are called after
+every call; they read a result only when it is ready, so that the calls
+are not waited for. Each combination of measuring callbacks is compiled
+once per `fit()`, at its first use.
 """
 
 import contextlib
+import math
 
 import keras
 
@@ -47,13 +56,17 @@ _HUBS = {}
 def register(callback, name):
     """Attaches `callback` to the dispatcher of its model (created if needed).
 
-    Call from `on_train_begin`. Returns the dispatcher (`_Hub`).
+    Call from `on_train_begin`. Returns the dispatcher (`_Hub`). A
+    dispatcher that already ran calls belongs to an earlier `fit()` (one
+    that raised before its callbacks' `on_train_end`): it starts afresh.
     """
     model = callback.model
     hub = _HUBS.get(id(model))
     if hub is None or hub.model is not model or model.train_function is not hub.function:
         hub = _Hub(model, _backend.get(name))
         _HUBS[id(model)] = hub
+    elif hub.started:
+        hub.start()
     if callback not in hub.callbacks:
         hub.callbacks.append(callback)
     return hub
@@ -66,7 +79,8 @@ def unregister(callback):
     if hub is None or callback not in hub.callbacks:
         return
     hub.callbacks.remove(callback)
-    hub.requested = [c for c in hub.requested if c is not callback]
+    hub.scheduled.pop(callback, None)
+    hub.watchers.pop(callback, None)
     if not hub.callbacks:
         if model.train_function is hub.function:
             model.train_function = hub.original
@@ -80,12 +94,24 @@ class _Hub:
         self.model = model
         self.backend = backend
         self.original = model.train_function
-        self.callbacks = []
-        self.peekers = []
-        self.requested = []
-        self.measuring = {}
         self.function = self._dispatch
         model.train_function = self.function
+        self.start()
+
+    def start(self):
+        """Forgets callbacks, schedule and counts: a new `fit()` begins."""
+        self.callbacks = []
+        self.peekers = []
+        self.scheduled = {}
+        self.watchers = {}
+        self.measuring = {}
+        self.steps_per_call = int(
+            getattr(self.model, "steps_per_execution", 1) or 1
+        )
+        self.step = 0
+        self.epoch_first_step = 0
+        self.due = 0
+        self.started = False
 
     def peek(self, receive):
         """Calls `receive(batch)` with the next call's first batch, once.
@@ -95,17 +121,61 @@ class _Hub:
         exception it raises stops `fit()` before the step changes anything.
         """
         self.peekers.append(receive)
+        self.due = min(self.due, self.step)
 
-    def request(self, callback):
-        """Runs the next call with `callback`'s measurement in its logs."""
-        if callback not in self.requested:
-            self.requested.append(callback)
+    def schedule(self, callback, measure):
+        """Calls `callback.after_call(logs)` after the calls it asks for.
+
+        The dispatcher asks `callback.next_call(done, batch)` at the first
+        call of each epoch and at the calls some callback asked for, not at
+        the others: given `done`, the steps done in this `fit()` before that call, and
+        `batch`, the index in the epoch of the call's first batch (as Keras
+        passes it to `on_train_batch_begin`), it returns the `done` of the
+        next call it wants (`done` itself for this call, `math.inf` for none
+        in this epoch). With `measure`, the calls it wants run the measuring
+        train function, with `callback.in_step`.
+        """
+        self.scheduled[callback] = measure
+        self.due = min(self.due, self.step)
+
+    def watch(self, callback, receive):
+        """Calls `receive(logs)` after every call not scheduled for `callback`."""
+        self.watchers[callback] = receive
+
+    def begin_epoch(self):
+        """Marks the start of an epoch: the next call is its first batch."""
+        self.epoch_first_step = self.step
+        self.due = self.step
 
     def _dispatch(self, *args):
+        if self.step < self.due:
+            # Most calls: nobody asked for this one.
+            result = self.original(*args)
+            self.step += self.steps_per_call
+            if self.watchers:
+                self.backend.adopt(self.model, result)
+                logs = self.backend.logs_of(result)
+                for receive in self.watchers.values():
+                    receive(logs)
+            return result
+        return self._scheduled_call(args)
+
+    def _scheduled_call(self, args):
+        self.started = True
+        done = self.step
+        size = self.steps_per_call
+        batch = done - self.epoch_first_step
+        due = []
+        self.due = math.inf
+        for callback in self.scheduled:
+            wanted = callback.next_call(done, batch)
+            if wanted == done:
+                due.append(callback)
+                wanted = callback.next_call(done + size, batch + size)
+            self.due = min(self.due, wanted)
         function = self.original
-        if self.requested:
-            measured = tuple(self.requested)
-            self.requested = []
+        measured = tuple(c for c in due if self.scheduled[c])
+        if measured:
             if measured not in self.measuring:
                 self.measuring[measured] = self._build(measured)
             function = self.measuring[measured]
@@ -119,14 +189,16 @@ class _Hub:
                 self.backend.release(self.model, args)
                 raise
         result = function(*args)
+        self.step = done + size
         # As `fit()` does after the call returns (JAX): a callback reading
         # the model now reads this call's weights.
         self.backend.adopt(self.model, result)
         logs = self.backend.logs_of(result)
         for callback in list(self.callbacks):
-            after_call = getattr(callback, "after_call", None)
-            if after_call is not None:
-                after_call(logs)
+            if callback in due:
+                callback.after_call(logs)
+            elif callback in self.watchers:
+                self.watchers[callback](logs)
         return result
 
     def _build(self, callbacks):

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from callbacks import _train_step_capture
 
@@ -60,3 +61,74 @@ def test_the_model_gets_its_own_train_function_back():
     assert model.train_function is own
     x, y = callback.seen[0][:2]
     assert tuple(x.shape) == (4, 2) and tuple(y.shape) == (4, 1)
+
+
+class Scheduled(keras.callbacks.Callback):
+    """Asks the dispatcher for the calls whose first batch is in `wanted`."""
+
+    def __init__(self, wanted):
+        super().__init__()
+        self.wanted = wanted
+
+    def on_train_begin(self, logs=None):
+        self.hub = _train_step_capture.register(self, "test")
+        self.hub.schedule(self, measure=False)
+        self.called = []
+        self.asked = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.hub.begin_epoch()
+
+    def next_call(self, done, batch):
+        self.asked.append(done)
+        later = [b for b in self.wanted if b >= batch]
+        return done + later[0] - batch if later else float("inf")
+
+    def after_call(self, logs):
+        self.called.append(self.hub.step)
+
+    def on_train_end(self, logs=None):
+        _train_step_capture.unregister(self)
+
+
+def fit_eight_batches(callback, epochs=1):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.zeros((16, 2)), np.zeros((16, 1)), batch_size=2, epochs=epochs,
+              callbacks=[callback], verbose=0)
+    return model
+
+
+def test_a_scheduled_callback_is_called_after_the_calls_it_asks_for_only():
+    callback = Scheduled(wanted=[0, 5])
+    fit_eight_batches(callback, epochs=2)
+
+    # Steps done after each call asked for: batches 0 and 5 of both epochs.
+    assert callback.called == [1, 6, 9, 14]
+    # Asked only at the calls it wanted, for this call and the next one:
+    # never on the calls between.
+    assert callback.asked == [0, 1, 5, 6, 8, 9, 13, 14]
+
+
+def test_the_monitors_leave_the_batch_begin_hook_to_keras():
+    from callbacks import ActivationMonitor, GradientMonitor
+
+    for monitor in (GradientMonitor, ActivationMonitor):
+        assert monitor.on_train_batch_begin is keras.callbacks.Callback.on_train_batch_begin
+
+
+def test_a_dispatcher_left_by_a_fit_that_raised_starts_afresh():
+    class Failing(Scheduled):
+        def after_call(self, logs):
+            raise RuntimeError("stop here")
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    data = (np.zeros((16, 2)), np.zeros((16, 1)))
+    with pytest.raises(RuntimeError, match="stop here"):
+        model.fit(*data, batch_size=2, callbacks=[Failing(wanted=[3])], verbose=0)
+    callback = Scheduled(wanted=[3])
+    model.fit(*data, batch_size=2, callbacks=[callback], verbose=0)
+
+    assert callback.called == [4]
+    assert model.train_function is not callback.hub.function

@@ -312,6 +312,8 @@ class GradientMonitor(ProbeMonitor):
         self._clip = _clipping(self.model.optimizer)
         self._writer = _histogram_writer(self.histogram_dir)
         super().on_train_begin(logs)
+        if self._hub is not None:
+            self._hub.watch(self, self._between_measurements)
 
     def _find_variables(self):
         """Lists the variables to measure, once the model is built.
@@ -531,34 +533,41 @@ class GradientMonitor(ProbeMonitor):
         values["grad_norm/clipped_fraction"] = clip["clipped"] / clip["measured"]
 
     def _between_measurements(self, logs):
+        """Called by the hub after every call not measured, with its logs."""
         # The logs hold the backend's tensors; reading one before it is
         # ready would wait for the step (on JAX, every call). The loss
         # logged is the epoch's running mean: once not finite it stays so
         # until the epoch ends, so the latest loss ready tells for all the
         # calls before it (and the epoch's end reads the last one).
+        pending = self._pending_losses
         loss = logs.get("loss")
         if loss is not None:
-            self._pending_losses.append(loss)
+            pending.append(loss)
         # The hub's backend module: `_backend.get` costs an import lookup.
         is_ready = self._hub.backend.is_ready
         ready = None
-        while self._pending_losses and is_ready(self._pending_losses[0]):
-            ready = self._pending_losses.pop(0)
+        while pending and is_ready(pending[0]):
+            ready = pending.pop(0)
         if ready is not None:
+            self._step = self._hub.step
             self._check_loss(ready)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._hub is not None:
+            self._step = self._hub.step
         pending, self._pending_losses = self._pending_losses, []
         if pending:
             self._check_loss(pending[-1])
         super().on_epoch_end(epoch, logs)
 
     def _check_loss(self, loss):
+        if self._flagged["exploding"]:
+            return
         try:
-            loss = float(_backend.get("GradientMonitor").to_numpy(loss))
+            loss = float(self._hub.backend.to_numpy(loss))
         except (TypeError, ValueError):
             return
-        if not math.isfinite(loss) and not self._flagged["exploding"]:
+        if not math.isfinite(loss):
             last = self._measured_step
             message = (
                 f"GradientMonitor: exploding gradients {self._where()}, not "
