@@ -71,6 +71,7 @@ class ArrayBatches(keras.utils.PyDataset):
         self.shuffle = shuffle
         self._rng = np.random.default_rng(seed)
         self._epoch_inputs, self._epoch_targets = self.inputs, self.targets
+        self.order = None  # this epoch's permutation of the rows, when shuffled
         if shuffle:
             self.on_epoch_end()
 
@@ -88,9 +89,24 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         """Draws the next epoch's order (contiguous copies: each batch is then a view)."""
-        if not self.shuffle:
-            return
-        order = self._rng.permutation(self.num_rows)
+        if self.shuffle:
+            self._serve(self._rng.permutation(self.num_rows))
+
+    def next_orders(self, epochs):
+        """The orders of the next `epochs` epochs, as `on_epoch_end` would draw them.
+
+        Returns an int array of shape `(epochs, num_rows)`, and leaves the
+        batches as after the last of those `on_epoch_end` calls, without
+        copying the rows for the epochs in between (`tuning.fused_fit`
+        gathers them itself).
+        """
+        orders = np.stack([self._rng.permutation(self.num_rows) for _ in range(epochs)])
+        if epochs:
+            self._serve(orders[-1])
+        return orders
+
+    def _serve(self, order):
+        self.order = order
         self._epoch_inputs = {name: values[order] for name, values in self.inputs.items()}
         if self.targets is not None:
             self._epoch_targets = np.asarray(self.targets)[order]

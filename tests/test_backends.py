@@ -166,10 +166,12 @@ def test_initial_weights_drawn_in_buckets_are_keras_draws_of_the_same_seed():
     assert traced.shape == (3, 2)
 
 
-def test_the_folds_of_a_trial_share_one_model_on_jax_as_on_tensorflow():
-    # On JAX a compiled step frees the arrays it is given: shared state must be copied.
+def test_the_folds_of_a_trial_share_one_model_and_fit_as_one_program_on_jax():
+    # On JAX a compiled step frees the arrays it is given: shared state must be
+    # copied. And a trial's fits run as one compiled program (`tuning.fused_fit`).
     result = run("-m", "pytest", "-q", "-p", "no:cacheprovider",
-                 "tests/test_tuning_fold_models.py", env={"KERAS_BACKEND": "jax"})
+                 "tests/test_tuning_fold_models.py", "tests/test_tuning_fused_fit.py",
+                 env={"KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 

@@ -34,6 +34,7 @@ from templates.recipe import (
 from templates.tasks import get_task
 from templates.training import seed_everything
 from tuning.fail_on_nan import FailOnNaN
+from tuning.fused_fit import fused
 from tuning.trial_process import IsolatedCall, TrialProcessError
 
 # The batch size of a template that declares none.
@@ -129,7 +130,8 @@ def _retrain(template, data, values, epochs, seed, path):
     model_info(model).from_logits = from_logits(model)
     batches = data.training_batches(values.get("batch_size", DEFAULT_BATCH_SIZE), seed=seed)
     try:
-        model.fit(batches, epochs=epochs, callbacks=[FailOnNaN()], verbose=0, shuffle=False)
+        with fused(model):  # on JAX, one compiled program (`tuning.fused_fit`)
+            model.fit(batches, epochs=epochs, callbacks=[FailOnNaN()], verbose=0, shuffle=False)
     except FailedTrialError as error:
         return str(error)
     model.save(path)

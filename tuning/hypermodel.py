@@ -23,7 +23,7 @@ from templates.data import cross_validation_folds
 from templates.data_loss import DataLoss
 from templates.tasks import get_task
 from templates.training import TrainingConfig, seed_everything
-from tuning import fold_models
+from tuning import fold_models, fused_fit
 from tuning.fail_on_nan import FailOnNaN
 
 # Trials are ranked by the validation loss without the L2 penalty: with it,
@@ -136,10 +136,12 @@ class TemplateHyperModel(keras_tuner.HyperModel):
                                 monitor=OBJECTIVE, seed=self.seed)
 
         def train(fold_model, data):
-            history = self.template.fit_model(
-                hp, fold_model, data, config, callbacks=[FailOnNaN(), *callbacks],
-                progress=False, initial_epoch=initial_epoch, **kwargs,
-            ).history
+            # On JAX, the whole fit as one compiled program (`tuning.fused_fit`).
+            with fused_fit.fused(fold_model, row_counts=self.fold_row_counts()):
+                history = self.template.fit_model(
+                    hp, fold_model, data, config, callbacks=[FailOnNaN(), *callbacks],
+                    progress=False, initial_epoch=initial_epoch, **kwargs,
+                ).history
             return _scores(history, initial_epoch)
 
         if self.fold_rows is None:
@@ -159,6 +161,11 @@ class TemplateHyperModel(keras_tuner.HyperModel):
             results.append(train(fold_model, fold))
         means = {name: float(np.mean([result[name] for result in results])) for name in results[0]}
         return {**means, "best_epoch": max(1, round(means["best_epoch"]))}
+
+
+    def fold_row_counts(self):
+        """`(training rows, validation rows)` of each fold; empty without folds."""
+        return [(len(train), len(validation)) for train, validation in self.fold_rows or ()]
 
 
 def _check_reports_data_loss(model):

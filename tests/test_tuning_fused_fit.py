@@ -1,0 +1,177 @@
+"""Specification of `tuning.fused_fit`: a whole `fit` as one compiled JAX program, as Keras runs it.
+
+The tests that train run on JAX (`tests/test_backends.py` runs this file
+with `KERAS_BACKEND=jax`); on TensorFlow, `fused` leaves Keras' `fit` alone.
+"""
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+from keras_tuner.errors import FailedTrialError
+
+from templates import binary
+from templates.batches import ArrayBatches
+from templates.data import load_bundled
+from templates.recipe import FixedHyperParameters, prepare_data
+from templates.training import TrainingConfig, seed_everything
+from tuning import fold_models, fused_fit, keras_internals
+from tuning.fail_on_nan import FailOnNaN
+from tuning.hypermodel import OBJECTIVE, TemplateHyperModel
+
+on_jax = pytest.mark.skipif(keras.backend.backend() != "jax", reason="runs on JAX only")
+SMALL = {"depth": 1, "width": 8, "batch_size": 32, "learning_rate": 0.05, "dropout": 0.2,
+         "l2": 1e-4, "optimizer": "adam", "activation": "relu"}
+
+
+class WeightsAtEnd(keras.callbacks.Callback):
+    """Acts only when training ends, as a trial's checkpoint does."""
+
+    def on_train_end(self, logs=None):
+        self.weights = self.model.get_weights()
+
+
+@pytest.fixture(scope="module")
+def data():
+    features, target = load_bundled("breast_cancer")
+    return prepare_data("binary", features.head(160), target.head(160))
+
+
+def template_fit(data, fused, *, epochs=40, patience=2, callbacks=(), values=SMALL):
+    """Builds the binary template's model and fits it as a trial does."""
+    seed_everything(7)
+    hp = FixedHyperParameters(values)
+    model = binary.build_model(hp, data)
+    config = TrainingConfig(epochs=epochs, patience=patience, monitor=OBJECTIVE, seed=7)
+    callbacks = [FailOnNaN(), *callbacks]
+    if not fused:
+        history = binary.fit_model(hp, model, data, config, callbacks=callbacks, progress=False)
+        return model, history, None
+    with fused_fit.fused(model) as record:
+        history = binary.fit_model(hp, model, data, config, callbacks=callbacks, progress=False)
+    return model, history, record
+
+
+def assert_same_history(expected, actual):
+    assert actual.epoch == expected.epoch
+    assert sorted(actual.history) == sorted(expected.history)
+    for name, values in expected.history.items():
+        np.testing.assert_allclose(actual.history[name], values, rtol=1e-6, err_msg=name)
+
+
+@on_jax
+def test_a_fused_fit_trains_as_keras_fit_does_early_stopping_and_best_weights_included(data):
+    at_end = WeightsAtEnd(), WeightsAtEnd()
+    keras_model, keras_history, _ = template_fit(data, fused=False, callbacks=[at_end[0]])
+    model, history, record = template_fit(data, fused=True, callbacks=[at_end[1]])
+
+    assert record.fused == 1 and record.keras == []
+    assert len(history.epoch) < 40  # early stopping ended it, as in Keras' loop
+    assert_same_history(keras_history, history)
+    # The best epoch's weights are restored before the end-of-training callbacks run.
+    for expected, actual in zip(keras_model.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-6)
+    for expected, actual in zip(*(callback.weights for callback in at_end), strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-6)
+    assert int(model.optimizer.iterations) == int(keras_model.optimizer.iterations)
+    assert model.history is history and "fit" not in vars(model)
+
+
+@on_jax
+def test_a_fit_without_validation_rows_trains_as_keras_fit_does(data):
+    def fit(fused):
+        seed_everything(3)
+        model = binary.build_model(FixedHyperParameters(SMALL), data)
+        batches = data.training_batches(32, seed=3)
+        if not fused:
+            return model.fit(batches, epochs=4, callbacks=[FailOnNaN()], verbose=0, shuffle=False)
+        with fused_fit.fused(model) as record:
+            history = model.fit(batches, epochs=4, callbacks=[FailOnNaN()], verbose=0,
+                                shuffle=False)
+        assert record.fused == 1
+        return history
+
+    assert_same_history(fit(fused=False), fit(fused=True))
+
+
+@on_jax
+def test_folds_of_different_sizes_share_one_program_and_each_trains_as_keras_fit_does(data):
+    rows = data.split.train
+    folds = [(rows[:70], rows[70:101]), (rows[:72], rows[72:101]), (rows[:71], rows[71:101])]
+    row_counts = [(len(train), len(validation)) for train, validation in folds]
+    hp = FixedHyperParameters(SMALL)
+    config = TrainingConfig(epochs=5, patience=5, monitor=OBJECTIVE, seed=7)
+    seed_everything(7)
+    shared = binary.build_model(hp, data)
+    for train, validation in folds:
+        fold = data.with_rows(train, validation)
+        seed_everything(7)
+        expected = binary.fit_model(hp, binary.build_model(hp, fold), fold, config,
+                                    progress=False)
+        seed_everything(7)
+        fold_models.copy_state(binary.build_model(hp, fold), shared)  # as a trial does
+        with fused_fit.fused(shared, row_counts=row_counts) as record:
+            history = binary.fit_model(hp, shared, fold, config, progress=False)
+        assert record.fused == 1
+        assert_same_history(expected, history)
+    assert len(fused_fit._programs[shared]) == 1  # one compiled program
+
+
+@on_jax
+def test_a_diverging_fit_fails_the_trial_as_with_keras_fit(data):
+    diverging = {**SMALL, "optimizer": "sgd", "learning_rate": 1e6, "l2": 0.1}
+    with pytest.raises(FailedTrialError, match="loss became") as in_keras:
+        template_fit(data, fused=False, values=diverging)
+    with pytest.raises(FailedTrialError) as fused:
+        template_fit(data, fused=True, values=diverging)
+    assert str(fused.value) == str(in_keras.value)
+
+
+@on_jax
+def test_a_callback_that_acts_every_epoch_runs_in_keras_own_loop(data):
+    _, history, record = template_fit(data, fused=True, epochs=2,
+                                      callbacks=[keras.callbacks.CSVLogger("/dev/null")])
+    assert record.fused == 0 and "CSVLogger" in record.keras[0]
+    assert len(history.epoch) == 2
+
+
+@on_jax
+def test_a_cross_validated_trial_scores_as_with_keras_fit(data, monkeypatch):
+    hypermodel = TemplateHyperModel(binary, data, max_epochs=4, patience=4, folds=3)
+    hp = keras_tuner.HyperParameters()
+    for name, value in SMALL.items():
+        hp.Fixed(name, value)
+    fused_scores = hypermodel.fit(hp, hypermodel.build(hp))
+    monkeypatch.setattr(fused_fit, "unsupported", lambda model, arguments: "disabled")
+    keras_scores = hypermodel.fit(hp, hypermodel.build(hp))
+    assert fused_scores.keys() == keras_scores.keys()
+    for name, value in keras_scores.items():
+        assert fused_scores[name] == pytest.approx(value, rel=1e-5), name
+
+
+def test_what_the_compiled_program_does_not_reproduce_is_named():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    rows = {"x": np.zeros((8, 2), "float32")}
+    train = ArrayBatches(rows, np.zeros(8, "float32"), batch_size=4, shuffle=True)
+    arguments = {"x": train, "epochs": 2, "shuffle": False, "callbacks": []}
+    if keras.backend.backend() != "jax":
+        assert fused_fit.unsupported(model, arguments) == f"the {keras.backend.backend()} backend"
+        return
+    assert fused_fit.unsupported(model, arguments) is None
+    cases = {
+        "sample_weight=": {"sample_weight": np.ones(8)},
+        "shuffle=True": {"shuffle": True},
+        "training data other than": {"x": np.zeros((8, 2))},
+        "validation data other than": {"validation_data": (np.zeros((2, 2)), np.zeros(2))},
+        "the callback ProgbarLogger": {"callbacks": [keras.callbacks.ProgbarLogger()]},
+        "no epoch to train": {"epochs": 2, "initial_epoch": 2},
+    }
+    for reason, changes in cases.items():
+        assert reason in fused_fit.unsupported(model, {**arguments, **changes}), reason
+
+
+def test_the_private_keras_methods_used_still_exist():
+    for name, (owner, method) in keras_internals.PRIVATE_METHODS.items():
+        assert callable(getattr(owner, method, None)), (
+            f"Keras {keras.__version__} has no {name}: update tuning/keras_internals.py")

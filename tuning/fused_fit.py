@@ -1,0 +1,534 @@
+"""A trial's whole `model.fit` as one compiled JAX program: epochs, validation, early stopping.
+
+On the small tables a search tunes on, a JAX training step lasts tens of
+microseconds, while Keras' `fit` loop spends about 4 ms of Python an epoch
+around the compiled steps: resetting and reading metrics, dispatching each
+step, evaluating the validation rows and calling the callbacks (measured
+with cProfile on breast_cancer, 5 folds of about 95 epochs: 1.9 s a trial,
+nearly all of it that loop). `fused(model)` makes `model.fit` run the
+same training instead as one `jax.lax.while_loop` over the epochs: each
+epoch a `lax.scan` of Keras' own `model.train_step` over the epoch's
+batches (the rows `templates.batches.ArrayBatches` would serve, in the same
+order), the metrics reset as Keras resets them, `model.test_step` on the
+validation rows, and `keras.callbacks.EarlyStopping`'s rule, best weights
+included. One compiled call then trains a fold, and a trial's folds share
+the program when they share the model (`tuning.fold_models`).
+
+It returns the `History` Keras' `fit` would, and leaves the model, its
+optimizer and the callbacks in the state Keras' `fit` would. Anything it
+does not reproduce exactly runs Keras' own `fit` instead (`unsupported`
+says why): other backends, other inputs than `ArrayBatches`, a custom
+`train_step`, a validation set larger than one batch, and callbacks other
+than `EarlyStopping`, `tuning.fail_on_nan.FailOnNaN`, `History` and those
+that act only when training begins or ends (a trial's checkpoint). A
+template edited to add a callback that runs every epoch therefore still
+trains, at Keras' speed.
+
+Example:
+
+>>> import keras, numpy as np
+>>> from templates.batches import ArrayBatches
+>>> inputs = keras.Input((2,), name="x")
+>>> model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+>>> model.compile("sgd", "mse")
+>>> rows = {"x": np.ones((8, 2), "float32")}
+>>> train = ArrayBatches(rows, np.ones(8, "float32"), batch_size=4, shuffle=True)
+>>> with fused(model):
+...     history = model.fit(train, validation_data=ArrayBatches(rows, np.ones(8, "float32")),
+...                         epochs=3, verbose=0)
+>>> len(history.history["val_loss"])
+3
+"""
+
+import contextlib
+import dataclasses
+import weakref
+
+import keras
+import numpy as np
+
+from templates.batches import ArrayBatches
+from tuning import keras_internals
+from tuning.fail_on_nan import FailOnNaN
+
+# `fit` arguments the compiled program reproduces, with the values it supports.
+DEFAULT_ARGUMENTS = {"y": None, "batch_size": None, "validation_split": 0.0,
+                     "class_weight": None, "sample_weight": None, "steps_per_epoch": None,
+                     "validation_steps": None, "validation_batch_size": None,
+                     "validation_freq": 1}
+# Callback hooks that may be overridden by a callback the program leaves to Keras' calls.
+END_HOOKS = {"on_train_begin", "on_train_end"}
+CALLBACK_HOOKS = sorted(name for name in dir(keras.callbacks.Callback) if name.startswith("on_"))
+
+# One compiled program per model and shape of its inputs (`jax.jit` keys the shapes).
+_programs = weakref.WeakKeyDictionary()
+
+
+@dataclasses.dataclass
+class FitRecord:
+    """What the `fit` calls inside `fused` ran: `fused` counts the compiled ones.
+
+    Attributes:
+        fused: int, calls that ran as one compiled program.
+        keras: list of str, for each call that ran in Keras' own loop, why.
+    """
+
+    fused: int = 0
+    keras: list = dataclasses.field(default_factory=list)
+
+
+@contextlib.contextmanager
+def fused(model, row_counts=()):
+    """While open, `model.fit` runs as one compiled program where it can (JAX only).
+
+    Args:
+        model: a compiled `keras.Model`.
+        row_counts: optional `(training_rows, validation_rows)` of every fit
+            that will run in this model, e.g. a trial's folds: the program is
+            then compiled for the largest and serves them all.
+
+    Yields:
+        `FitRecord` of the calls made while open.
+    """
+    record = FitRecord()
+
+    def fit(*args, **kwargs):
+        arguments = _fit_arguments(*args, **kwargs)
+        reason = unsupported(model, arguments)
+        if reason is None:
+            fused_fit = _FusedFit(model, arguments, row_counts)
+            reason = fused_fit.prepare()
+        if reason is not None:
+            record.keras.append(reason)
+            return type(model).fit(model, *args, **kwargs)
+        record.fused += 1
+        return fused_fit.run()
+
+    object.__setattr__(model, "fit", fit)  # an instance attribute: no Keras tracking
+    try:
+        yield record
+    finally:
+        object.__delattr__(model, "fit")
+
+
+def unsupported(model, arguments):
+    """Why `model.fit(**arguments)` must run in Keras' own loop, or `None` when it need not.
+
+    Args:
+        model: a compiled `keras.Model`.
+        arguments: dict of `fit`'s arguments by name.
+
+    Returns:
+        str naming what the compiled program does not reproduce, or `None`.
+    """
+    if keras.backend.backend() != "jax":
+        return f"the {keras.backend.backend()} backend"
+    from keras.src.backend.jax.trainer import JAXTrainer
+
+    if type(model).train_step is not JAXTrainer.train_step or (
+            type(model).test_step is not JAXTrainer.test_step):
+        return "a custom train_step or test_step"
+    if model.run_eagerly or not model.jit_compile or model.optimizer is None:
+        return "an eager or optimizer-less model"
+    if keras.distribution.distribution() is not None:
+        return "a distribution"
+    if arguments.get("shuffle"):
+        return "shuffle=True (Keras then shuffles the order of the batches)"
+    for name, default in DEFAULT_ARGUMENTS.items():
+        value = arguments.get(name, default)
+        if value is not default and (default is None or value != default):
+            return f"{name}={_short(value)}"
+    train, validation = arguments.get("x"), arguments.get("validation_data")
+    if not isinstance(train, ArrayBatches) or not train.shuffle or train.targets is None:
+        return "training data other than shuffled ArrayBatches with targets"
+    if validation is not None and (not isinstance(validation, ArrayBatches) or (
+            validation.targets is None or validation.shuffle or len(validation) != 1)):
+        return "validation data other than one batch of ArrayBatches with targets"
+    for batches in (train, validation or train):
+        arrays = [*batches.inputs.values(), np.asarray(batches.targets)]
+        if any(not (np.issubdtype(array.dtype, np.number) or array.dtype == bool)
+               for array in arrays):
+            return "a column of text or objects"
+    if arguments.get("epochs", 1) <= arguments.get("initial_epoch", 0):
+        return "no epoch to train"
+    return _unsupported_callbacks(arguments.get("callbacks") or [])
+
+
+def _unsupported_callbacks(callbacks):
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return "a CallbackList"
+    if sum(isinstance(callback, keras.callbacks.EarlyStopping) for callback in callbacks) > 1:
+        return "more than one EarlyStopping"
+    for callback in callbacks:
+        if isinstance(callback, (keras.callbacks.EarlyStopping, FailOnNaN,
+                                 keras.callbacks.History)):
+            continue
+        overridden = {hook for hook in CALLBACK_HOOKS
+                      if getattr(type(callback), hook) is not getattr(keras.callbacks.Callback,
+                                                                      hook)}
+        if not overridden <= END_HOOKS:
+            return f"the callback {type(callback).__name__} ({', '.join(sorted(overridden))})"
+    return None
+
+
+def _short(value):
+    """`value` as a few characters: an array by its shape."""
+    shape = getattr(value, "shape", None)
+    return f"an array of shape {tuple(shape)}" if shape is not None else repr(value)[:40]
+
+
+def _fit_arguments(x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+                   validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+                   sample_weight=None, initial_epoch=0, steps_per_epoch=None,
+                   validation_steps=None, validation_batch_size=None, validation_freq=1):
+    """`keras.Model.fit`'s arguments by name, positional ones included."""
+    return dict(locals())
+
+
+class _FusedFit:
+    """One `fit` call as one compiled program; `run()` returns its `History`."""
+
+    def __init__(self, model, arguments, row_counts):
+        self.model = model
+        self.train = arguments["x"]
+        self.validation = arguments["validation_data"]
+        self.initial_epoch = arguments["initial_epoch"]
+        self.epochs = arguments["epochs"] - self.initial_epoch
+        self.callbacks = [*(arguments["callbacks"] or []), keras.callbacks.History()]
+        validation_rows = self.validation.num_rows if self.validation is not None else 0
+        counts = [(self.train.num_rows, validation_rows), *row_counts]
+        self.train_capacity = max(train for train, _ in counts)
+        # The validation rows every fit has are one batch, the others one row each.
+        self.validation_main = min(validation for _, validation in counts)
+        self.validation_tail = max(validation for _, validation in counts) - self.validation_main
+        if self.validation is not None and not self.validation_main:
+            self.validation_main, self.validation_tail = validation_rows, 0  # no common batch
+
+    def prepare(self):
+        """Builds the model as `fit` does first; returns why Keras' loop must run, or `None`."""
+        model = self.model
+        keras_internals.build_for_fit(model, self.train[0])
+        model.reset_metrics()
+        self.names = list(_flat(model.get_metrics_result()))
+        self.stopping = next((callback for callback in self.callbacks
+                              if isinstance(callback, keras.callbacks.EarlyStopping)), None)
+        if self.stopping is not None:
+            self.stopping.set_model(model)
+            try:
+                keras_internals.set_monitor_op(self.stopping)
+            except ValueError:  # Keras' loop raises it after the first epoch
+                return "an EarlyStopping monitor of unknown direction"
+            if self.stopping.monitor_op not in (keras.ops.less, keras.ops.greater):
+                return "an EarlyStopping comparison other than less or greater"
+        return None
+
+    def run(self):
+        """Trains as Keras' `fit` would; returns the `History`."""
+        model, callbacks, history = self.model, self.callbacks, self.callbacks[-1]
+        names, stopping = self.names, self.stopping
+        params = {"verbose": 0, "epochs": self.initial_epoch + self.epochs,
+                  "steps": len(self.train)}
+        for callback in callbacks:
+            callback.set_model(model)
+            callback.set_params(params)
+        validates = self.validation is not None
+        rule = _StoppingRule.of(stopping, names, validates)
+        fails_on_nan = any(isinstance(callback, FailOnNaN) for callback in callbacks)
+        model.stop_training = False
+        for callback in callbacks:
+            callback.on_train_begin()
+
+        program = _program(model, _ProgramShape(
+            names=tuple(names), rule=rule, fails_on_nan=fails_on_nan,
+            validates=validates, weight_positions=_weight_positions(model),
+            batch_size=self.train.batch_size,
+            max_batches=self.train_capacity // self.train.batch_size,
+            validation_tail=self.validation_tail))
+        outputs = _numpy(program(*self._program_inputs(model)))
+        for variables, values in zip(_state_variables(model), outputs["state"], strict=True):
+            for variable, value in zip(variables, values, strict=True):
+                variable.assign(value)
+        for variable, value in zip(model.metrics_variables, outputs["metrics"], strict=True):
+            variable.assign(value)
+
+        # The step Keras passes `on_train_batch_end` after an epoch's last call.
+        calls = -(-len(self.train) // model.steps_per_execution)
+        last_call_end = calls * model.steps_per_execution - 1
+        logs = None
+        for index in range(int(outputs["epochs_run"])):
+            epoch, row = self.initial_epoch + index, outputs["rows"][index]
+            logs = {name: float(value) for name, value in zip(names, row)}
+            if validates:
+                logs.update({f"val_{name}": float(value)
+                             for name, value in zip(names, row[len(names):])})
+            for callback in callbacks:
+                if isinstance(callback, FailOnNaN):  # raises as it would have in Keras' loop
+                    callback.on_train_batch_end(last_call_end, logs)
+                    callback.on_epoch_end(epoch, logs)
+            history.on_epoch_end(epoch, logs)
+        if rule is not None:
+            rule.leave(stopping, outputs["stopping"])
+        model.stop_training = bool(outputs["stop"])
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+        for callback in callbacks:
+            callback.on_train_end(logs=logs)
+        return history
+
+    def _program_inputs(self, model):
+        train = self.train
+        # The orders `ArrayBatches` serves epoch after epoch, drawn ahead. Keras'
+        # `fit` draws one before its first epoch too (its epoch iterator's reset).
+        orders = np.zeros((self.epochs, self.train_capacity), "int32")
+        orders[:, :train.num_rows] = train.next_orders(self.epochs)
+        return (
+            [[variable.value for variable in variables] for variables in _state_variables(model)],
+            [variable.value for variable in model.metrics_variables],
+            ({name: _padded(values, self.train_capacity) for name, values in train.inputs.items()},
+             _padded(np.asarray(train.targets), self.train_capacity)),
+            orders, np.int32(len(train)), self._validation_inputs(), np.int32(self.initial_epoch),
+        )
+
+    def _validation_inputs(self):
+        """`(rows of one batch, padded tail rows, tail rows in use)`, or `None`."""
+        validation = self.validation
+        if validation is None:
+            return None
+        main, tail = slice(0, self.validation_main), slice(self.validation_main, None)
+        targets = np.asarray(validation.targets)
+        return (({name: values[main] for name, values in validation.inputs.items()},
+                 targets[main]),
+                ({name: _padded(values[tail], self.validation_tail)
+                  for name, values in validation.inputs.items()},
+                 _padded(targets[tail], self.validation_tail)),
+                np.int32(validation.num_rows - self.validation_main))
+
+
+@dataclasses.dataclass(frozen=True)
+class _StoppingRule:
+    """`keras.callbacks.EarlyStopping`'s settings, as the compiled program applies them."""
+
+    index: int  # of the monitored value in an epoch's row of logs
+    greater: bool  # improvements are greater values
+    min_delta: float  # signed as Keras signs it
+    patience: int
+    baseline: "float | None"
+    start_from_epoch: int
+    restore_best_weights: bool
+
+    @classmethod
+    def of(cls, callback, names, validates):
+        """The rule of `callback` (`None`: none, or its monitor is not logged)."""
+        if callback is None:
+            return None
+        logged = [*names, *(f"val_{name}" for name in names if validates)]
+        if callback.monitor not in logged:
+            return None
+        return cls(index=logged.index(callback.monitor),
+                   greater=callback.monitor_op is keras.ops.greater,
+                   min_delta=float(callback.min_delta), patience=int(callback.patience),
+                   baseline=None if callback.baseline is None else float(callback.baseline),
+                   start_from_epoch=int(callback.start_from_epoch),
+                   restore_best_weights=bool(callback.restore_best_weights))
+
+    def leave(self, callback, state):
+        """Leaves `callback` as Keras' loop would have: its `on_train_end` restores the weights."""
+        callback.wait = int(state["wait"])
+        callback.stopped_epoch = int(state["stopped_epoch"])
+        callback.best = float(state["best"]) if state["has_best"] else None
+        callback.best_epoch = int(state["best_epoch"])
+        callback.best_weights = None
+        if self.restore_best_weights and state["has_best_weights"]:
+            callback.best_weights = [np.asarray(weight) for weight in state["best_weights"]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _ProgramShape:
+    """What a compiled program depends on besides its inputs' shapes."""
+
+    names: tuple  # of the metrics' results, in a row's order
+    rule: "_StoppingRule | None"
+    fails_on_nan: bool
+    validates: bool
+    weight_positions: tuple  # of `model.weights` in the state
+    batch_size: int
+    max_batches: int
+    validation_tail: int
+
+
+def _program(model, shape):
+    """The jitted program training `model` for `shape`, compiled once per input shapes."""
+    programs = _programs.setdefault(model, {})
+    if shape not in programs:
+        programs[shape] = _make_program(model, shape)
+    return programs[shape]
+
+
+def _make_program(model, shape):
+    import jax
+    import jax.numpy as jnp
+
+    width = len(shape.names)
+    logged = width * (2 if shape.validates else 1)
+    loss = shape.names.index("loss") if "loss" in shape.names else None
+    rule = shape.rule
+
+    def results(metrics):
+        with keras.StatelessScope(state_mapping=list(zip(model.metrics_variables, metrics))):
+            logs = _flat(model.get_metrics_result())
+        return jnp.stack([jnp.asarray(logs[name], "float32") for name in shape.names])
+
+    def train_epoch(state, metrics, train, order, batches):
+        def step(carry, index):
+            def run(carry):
+                rows = jax.lax.dynamic_slice_in_dim(order, index * shape.batch_size,
+                                                    shape.batch_size)
+                batch = jax.tree.map(lambda values: jnp.take(values, rows, axis=0), train)
+                _, new = model.train_step((*carry[0], carry[1]), batch)
+                return _like(((*new[:3],), new[3]), carry)
+            return jax.lax.cond(index < batches, run, lambda carry: carry, carry), None
+
+        return jax.lax.scan(step, (state, metrics), jnp.arange(shape.max_batches))[0]
+
+    def validate(state, metrics, validation):
+        main, tail, tail_rows = validation
+        trainable, non_trainable, optimizer = state
+        _, (_, non_trainable, metrics) = model.test_step((trainable, non_trainable, metrics),
+                                                         main)
+
+        def one_row(carry, index):
+            def run(carry):
+                row = jax.tree.map(lambda values: jax.lax.dynamic_slice_in_dim(values, index, 1),
+                                   tail)
+                _, (_, *new) = model.test_step((trainable, *carry), row)
+                return _like(tuple(new), carry)
+            return jax.lax.cond(index < tail_rows, run, lambda carry: carry, carry), None
+
+        if shape.validation_tail:
+            (non_trainable, metrics), _ = jax.lax.scan(one_row, (non_trainable, metrics),
+                                                       jnp.arange(shape.validation_tail))
+        return (trainable, non_trainable, optimizer), metrics
+
+    def weights(state):
+        return [state[group][index] for group, index in shape.weight_positions]
+
+    def stop_early(stopping, row, epoch, state):
+        """`EarlyStopping.on_epoch_end`, as arrays."""
+        current = row[rule.index]
+
+        def better(value, reference):
+            compare = jnp.greater if rule.greater else jnp.less
+            return compare(value - rule.min_delta, reference)
+
+        eligible = epoch >= rule.start_from_epoch
+        new = dict(stopping)
+        if rule.restore_best_weights:
+            first = eligible & ~stopping["has_best_weights"]
+            new["best_weights"] = _where(first, weights(state), stopping["best_weights"])
+            new["best_epoch"] = jnp.where(first, epoch, stopping["best_epoch"])
+            new["has_best_weights"] = stopping["has_best_weights"] | eligible
+        wait = jnp.where(eligible, stopping["wait"] + 1, stopping["wait"])
+        improved = eligible & (~stopping["has_best"] | better(current, stopping["best"]))
+        new["best"] = jnp.where(improved, current, stopping["best"])
+        new["has_best"] = stopping["has_best"] | improved
+        new["best_epoch"] = jnp.where(improved, epoch, new["best_epoch"])
+        if rule.restore_best_weights:
+            new["best_weights"] = _where(improved, weights(state), new["best_weights"])
+        beats_baseline = True if rule.baseline is None else better(current, rule.baseline)
+        new["wait"] = jnp.where(improved & beats_baseline, 0, wait)
+        stop = eligible & ~improved & (wait >= rule.patience) & (epoch > 0)
+        new["stopped_epoch"] = jnp.where(stop, epoch, stopping["stopped_epoch"])
+        return new, stop
+
+    def program(state, metrics_reset, train, orders, batches, validation, first_epoch):
+        epochs = orders.shape[0]
+        stopping = {"wait": jnp.int32(0), "stopped_epoch": jnp.int32(0),
+                    "best": jnp.float32(0), "has_best": jnp.bool_(False),
+                    "best_epoch": jnp.int32(0), "has_best_weights": jnp.bool_(False),
+                    "best_weights": weights(state)}
+        carry = {"index": jnp.int32(0), "state": state, "metrics": metrics_reset,
+                 "rows": jnp.zeros((epochs, logged), "float32"), "stop": jnp.bool_(False),
+                 "finite": jnp.bool_(True), "stopping": stopping}
+
+        def going_on(carry):
+            return (carry["index"] < epochs) & ~carry["stop"] & carry["finite"]
+
+        def epoch_step(carry):
+            index = carry["index"]
+            state, metrics = train_epoch(carry["state"], metrics_reset, train, orders[index],
+                                         batches)
+            row = results(metrics)
+            if shape.validates:
+                state, metrics = validate(state, metrics_reset, validation)
+                row = jnp.concatenate([row, results(metrics)])
+            new = {**carry, "index": index + 1, "state": state, "metrics": metrics,
+                   "rows": carry["rows"].at[index].set(row)}
+            if rule is not None:
+                new["stopping"], new["stop"] = stop_early(carry["stopping"], row,
+                                                          first_epoch + index, state)
+            if shape.fails_on_nan and loss is not None:
+                new["finite"] = jnp.all(jnp.isfinite(row[loss::width]))
+            return _like(new, carry)
+
+        carry = jax.lax.while_loop(going_on, epoch_step, carry)
+        return {"state": carry["state"], "metrics": carry["metrics"], "rows": carry["rows"],
+                "epochs_run": carry["index"], "stop": carry["stop"],
+                "stopping": carry["stopping"]}
+
+    return jax.jit(program)
+
+
+def _like(new, old):
+    """`new` with the structure (lists, tuples) and dtypes of `old`, as `lax` loops need."""
+    import jax
+
+    leaves = jax.tree.leaves(new)
+    structure = jax.tree.structure(old)
+    olds = jax.tree.leaves(old)
+    return jax.tree.unflatten(structure, [leaf.astype(reference.dtype)
+                                          for leaf, reference in zip(leaves, olds, strict=True)])
+
+
+def _where(condition, new, old):
+    import jax.numpy as jnp
+
+    return [jnp.where(condition, a, b) for a, b in zip(new, old, strict=True)]
+
+
+def _state_variables(model):
+    """The variable lists of Keras' training state on JAX, in `train_step`'s order."""
+    return (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)
+
+
+def _weight_positions(model):
+    """Where each of `model.weights` is in the state: `(0 or 1, index)`, trainable or not."""
+    positions = {}
+    for group, variables in enumerate(_state_variables(model)[:2]):
+        for index, variable in enumerate(variables):
+            positions[id(variable)] = (group, index)
+    return tuple(positions[id(weight)] for weight in model.weights)
+
+
+def _padded(values, rows):
+    """`values` with zero rows appended up to `rows` (never read: padding for one shape)."""
+    values = np.asarray(values)
+    missing = rows - len(values)
+    if missing <= 0:
+        return values
+    return np.concatenate([values, np.zeros((missing, *values.shape[1:]), values.dtype)])
+
+
+def _flat(logs):
+    """Keras' nested metric results as one flat dict."""
+    flat = {}
+    for name, value in logs.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _numpy(outputs):
+    import jax
+
+    return jax.tree.map(np.asarray, outputs)
