@@ -4,6 +4,9 @@ The tests that train run on JAX (`tests/test_backends.py` runs this file
 with `KERAS_BACKEND=jax`); on TensorFlow, `fused` leaves Keras' `fit` alone.
 """
 
+import gc
+import weakref
+
 import keras
 import keras_tuner
 import numpy as np
@@ -115,6 +118,16 @@ def test_folds_of_different_sizes_share_one_program_and_each_trains_as_keras_fit
         assert record.fused == 1
         assert_same_history(expected, history)
     assert len(fused_fit._programs[shared]) == 1  # one compiled program
+
+
+@on_jax
+def test_a_model_trained_by_a_fused_fit_is_freed_with_its_program(data):
+    model, history, record = template_fit(data, fused=True, epochs=2)
+    assert record.fused == 1 and len(fused_fit._programs) >= 1
+    freed = weakref.ref(model)
+    del model, history
+    gc.collect()
+    assert freed() is None
 
 
 @on_jax

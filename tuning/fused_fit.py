@@ -359,7 +359,9 @@ def _program(model, shape):
     """The jitted program training `model` for `shape`, compiled once per input shapes."""
     programs = _programs.setdefault(model, {})
     if shape not in programs:
-        programs[shape] = _make_program(model, shape)
+        # Through a weak reference: a program holding its model would keep it
+        # (and itself) alive in `_programs` for as long as the process runs.
+        programs[shape] = _make_program(weakref.proxy(model), shape)
     return programs[shape]
 
 
