@@ -162,6 +162,16 @@ def test_a_cross_validated_trial_scores_as_with_keras_fit(data, monkeypatch):
         assert fused_scores[name] == pytest.approx(value, rel=1e-5), name
 
 
+def test_fused_blocks_nest_and_leave_keras_fit_in_place():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with fused_fit.fused(model):
+        inner_fit = model.fit
+        with fused_fit.fused(model):
+            assert model.fit is not inner_fit
+        assert model.fit is inner_fit
+    assert "fit" not in vars(model) and model.fit.__func__ is type(model).fit
+
+
 def test_what_the_compiled_program_does_not_reproduce_is_named():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")

@@ -104,11 +104,15 @@ def fused(model, row_counts=()):
         record.fused += 1
         return fused_fit.run()
 
+    outer = vars(model).get("fit")  # an enclosing `fused` on the same model
     object.__setattr__(model, "fit", fit)  # an instance attribute: no Keras tracking
     try:
         yield record
     finally:
-        object.__delattr__(model, "fit")
+        if outer is None:
+            object.__delattr__(model, "fit")
+        else:
+            object.__setattr__(model, "fit", outer)
 
 
 def unsupported(model, arguments):
