@@ -287,6 +287,23 @@ def test_a_loss_turning_non_finite_between_measurements_is_flagged_in_its_epoch(
         assert "training loss inf, between measurements" in message
 
 
+def test_reads_the_loss_between_measurements_a_few_times_an_epoch_not_every_call(monkeypatch):
+    # Each read waits for the device; 64 calls an epoch, measured at the first
+    # and the last: at most 16 reads between them, and one at the epoch's end.
+    reads = []
+    check_loss = GradientMonitor._check_loss
+    monkeypatch.setattr(GradientMonitor, "_check_loss",
+                        lambda self, loss: reads.append(loss) or check_loss(self, loss))
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1024, FEATURES)).astype("float32")
+    model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, x[:, :1], batch_size=16, epochs=1, verbose=0, callbacks=[GradientMonitor()])
+
+    assert 1 <= len(reads) <= 17
+
+
 def test_names_the_first_layer_whose_output_turned_non_finite():
     keras.utils.set_random_seed(0)
     model = keras.Sequential(

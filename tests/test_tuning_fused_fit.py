@@ -81,6 +81,39 @@ def test_a_fused_fit_trains_as_keras_fit_does_early_stopping_and_best_weights_in
 
 
 @on_jax
+@pytest.mark.parametrize("settings", [
+    {"monitor": "val_accuracy", "mode": "max", "min_delta": 0.01, "patience": 2},
+    {"monitor": "val_loss", "patience": 1, "start_from_epoch": 3, "baseline": 0.5},
+    {"monitor": "loss", "patience": 1, "restore_best_weights": False},
+], ids=["max-min_delta", "start_from_epoch-baseline", "train-loss-no-restore"])
+def test_early_stopping_settings_stop_and_restore_as_in_keras_loop(data, settings):
+    def fit(fused):
+        seed_everything(5)
+        model = binary.build_model(FixedHyperParameters(SMALL), data)
+        stopping = keras.callbacks.EarlyStopping(**{"restore_best_weights": True, **settings})
+        arguments = {"x": data.training_batches(32, seed=5),
+                     "validation_data": data.validation_batches(), "epochs": 25,
+                     "callbacks": [stopping], "verbose": 0, "shuffle": False}
+        if not fused:
+            return model, model.fit(**arguments), stopping
+        with fused_fit.fused(model) as record:
+            history = model.fit(**arguments)
+        assert record.fused == 1, record.keras
+        return model, history, stopping
+
+    (keras_model, expected, in_keras), (model, actual, stopping) = fit(False), fit(True)
+    # Each stops early, after its best epoch: the stop and the restore both show.
+    assert in_keras.best_epoch < in_keras.stopped_epoch < 24
+    assert_same_history(expected, actual)
+    for name in ("stopped_epoch", "best_epoch", "wait"):
+        assert getattr(stopping, name) == getattr(in_keras, name), name
+    assert stopping.best == pytest.approx(in_keras.best, rel=1e-6)
+    for expected_weights, weights in zip(keras_model.get_weights(), model.get_weights(),
+                                         strict=True):
+        np.testing.assert_allclose(weights, expected_weights, rtol=1e-6)
+
+
+@on_jax
 def test_a_fit_without_validation_rows_trains_as_keras_fit_does(data):
     def fit(fused):
         seed_everything(3)
@@ -154,7 +187,11 @@ def test_a_cross_validated_trial_scores_as_with_keras_fit(data, monkeypatch):
     hp = keras_tuner.HyperParameters()
     for name, value in SMALL.items():
         hp.Fixed(name, value)
+    runs = []
+    run = fused_fit._FusedFit.run
+    monkeypatch.setattr(fused_fit._FusedFit, "run", lambda self: runs.append(self) or run(self))
     fused_scores = hypermodel.fit(hp, hypermodel.build(hp))
+    assert len(runs) == 3  # every fold ran as one program
     monkeypatch.setattr(fused_fit, "unsupported", lambda model, arguments: "disabled")
     keras_scores = hypermodel.fit(hp, hypermodel.build(hp))
     assert fused_scores.keys() == keras_scores.keys()
@@ -177,7 +214,7 @@ def test_what_the_compiled_program_does_not_reproduce_is_named():
     model.compile("sgd", "mse")
     rows = {"x": np.zeros((8, 2), "float32")}
     train = ArrayBatches(rows, np.zeros(8, "float32"), batch_size=4, shuffle=True)
-    arguments = {"x": train, "epochs": 2, "shuffle": False, "callbacks": []}
+    arguments = {"x": train, "epochs": 2, "shuffle": False, "callbacks": [], "verbose": 0}
     if keras.backend.backend() != "jax":
         assert fused_fit.unsupported(model, arguments) == f"the {keras.backend.backend()} backend"
         return
@@ -188,6 +225,8 @@ def test_what_the_compiled_program_does_not_reproduce_is_named():
         "training data other than": {"x": np.zeros((8, 2))},
         "validation data other than": {"validation_data": (np.zeros((2, 2)), np.zeros(2))},
         "the callback ProgbarLogger": {"callbacks": [keras.callbacks.ProgbarLogger()]},
+        "the callback History": {"callbacks": [keras.callbacks.History()]},
+        "verbose=1": {"verbose": 1},
         "no epoch to train": {"epochs": 2, "initial_epoch": 2},
     }
     for reason, changes in cases.items():

@@ -19,8 +19,9 @@ optimizer and the callbacks in the state Keras' `fit` would. Anything it
 does not reproduce exactly runs Keras' own `fit` instead (`unsupported`
 says why): other backends, other inputs than `ArrayBatches`, a custom
 `train_step`, a validation set larger than one batch, and callbacks other
-than `EarlyStopping`, `tuning.fail_on_nan.FailOnNaN`, `History` and those
-that act only when training begins or ends (a trial's checkpoint). A
+than `EarlyStopping`, `tuning.fail_on_nan.FailOnNaN` and those that act
+only when training begins or ends (a trial's checkpoint), or `verbose` other
+than 0. A
 template edited to add a callback that runs every epoch therefore still
 trains, at Keras' speed.
 
@@ -138,6 +139,8 @@ def unsupported(model, arguments):
         return "a distribution"
     if arguments.get("shuffle"):
         return "shuffle=True (Keras then shuffles the order of the batches)"
+    if arguments.get("verbose") != 0:
+        return f"verbose={arguments.get('verbose')!r} (Keras' progress bar)"
     for name, default in DEFAULT_ARGUMENTS.items():
         value = arguments.get(name, default)
         if value is not default and (default is None or value != default):
@@ -164,8 +167,7 @@ def _unsupported_callbacks(callbacks):
     if sum(isinstance(callback, keras.callbacks.EarlyStopping) for callback in callbacks) > 1:
         return "more than one EarlyStopping"
     for callback in callbacks:
-        if isinstance(callback, (keras.callbacks.EarlyStopping, FailOnNaN,
-                                 keras.callbacks.History)):
+        if isinstance(callback, (keras.callbacks.EarlyStopping, FailOnNaN)):
             continue
         overridden = {hook for hook in CALLBACK_HOOKS
                       if getattr(type(callback), hook) is not getattr(keras.callbacks.Callback,

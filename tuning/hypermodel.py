@@ -121,7 +121,9 @@ class TemplateHyperModel(keras_tuner.HyperModel):
                 builds its own, adapted on its training rows, and trains it
                 in `model` (its state copied there) when the two differ only
                 in weights: one compiled program for every fold
-                (`tuning.fold_models`).
+                (`tuning.fold_models`). On JAX each fit runs as one compiled
+                program, epochs and early stopping included, with the same
+                history as Keras' loop (`tuning.fused_fit`).
             *args: unused (the rows are the hypermodel's `data`).
             epochs: int, the last epoch to train; Hyperband sets it, otherwise
                 `max_epochs`.
@@ -162,11 +164,9 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         means = {name: float(np.mean([result[name] for result in results])) for name in results[0]}
         return {**means, "best_epoch": max(1, round(means["best_epoch"]))}
 
-
     def fold_row_counts(self):
         """`(training rows, validation rows)` of each fold; empty without folds."""
         return [(len(train), len(validation)) for train, validation in self.fold_rows or ()]
-
 
 def _check_reports_data_loss(model):
     """Fails the trial unless the template compiled `DataLoss`, which the objective needs."""
