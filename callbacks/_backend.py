@@ -46,6 +46,10 @@ Every backend module provides:
   (JAX keeps them outside the variables during an epoch).
 - `loss_and_gradients(model, variables)`: a function `(x, y) -> (loss,
   gradients)` of the compiled loss in inference mode, with no side effect.
+- `compiled(model, function)`: a function `(x) -> function(x)` computing
+  with the model's current weights: on JAX traced once by `jax.jit`, the
+  weights passed as arguments (an eager forward pass dispatches each
+  operation on its own); elsewhere `function` itself, run eagerly.
 - `inference()`: a context manager for forward passes that need no
   gradient.
 - `to_numpy(tensor)`: a NumPy array of a backend tensor (or array).

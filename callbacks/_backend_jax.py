@@ -212,6 +212,35 @@ def loss_and_gradients(model, variables):
     return compute
 
 
+def compiled(model, function):
+    """`function(x)`, traced once by `jax.jit`, with the model's weights as arguments.
+
+    Run eagerly, every operation of a forward pass is a dispatch of its own:
+    the probe pass of a three-layer MLP took about 2 ms. Compiled, it is one
+    dispatch. The weights are passed in (a `StatelessScope` maps the
+    variables to them), not captured by the trace as constants: every call
+    computes with the model's current weights. `function` is traced at the
+    first call, and again only if the shapes of `x` change.
+    """
+    import jax
+
+    variables = list(model.trainable_variables) + list(
+        model.non_trainable_variables
+    )
+
+    def stateless(values, x):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return function(x)
+
+    jitted = jax.jit(stateless)
+
+    def call(x):
+        sync(model)
+        return jitted([v.value for v in variables], x)
+
+    return call
+
+
 def inference():
     return contextlib.nullcontext()
 

@@ -136,3 +136,9 @@ def inference():
 
 def to_numpy(tensor):
     return np.asarray(tensor)
+
+
+def compiled(model, function):
+    """`function` itself, run eagerly: see `callbacks._backend`."""
+    del model
+    return function

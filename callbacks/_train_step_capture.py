@@ -34,13 +34,18 @@ callback asked about:
 The schedule lives here, not in an `on_train_batch_begin` hook: Keras calls
 that hook on every call, a Python cost per step that shows on a small
 model. Each scheduled callback says, with `next_call(done, batch)`, which
-call it wants next; the dispatcher keeps the earliest (`due`), and every
+call it wants next; a callback that only reads the logs of some calls
+between its measurements (`watch`: the gradient monitor reads the loss a
+few times an epoch) says so in what its `receive(logs)` returns. The
+dispatcher keeps the earliest call anybody asked for (`due`), and every
 other call costs it one comparison and the call of the model's own train
-function. Callbacks that must see every call's logs (`watch`: the
-gradient monitor reads the loss once it is computed) are called after
-every call; they read a result only when it is ready, so that the calls
-are not waited for. Each combination of measuring callbacks is compiled
-once per `fit()`, at its first use.
+function: no other Python of ours runs there. On JAX that matters beyond
+the microseconds themselves: Python on the training thread between two
+calls competes for the GIL with the compiled step's dispatch and with
+Keras' batch-end worker thread, and a few microseconds a call (handing the
+state and logs to a watcher on every call) slowed the model's own train
+function by 2-4% on the benchmark's small model. Each combination of
+measuring callbacks is compiled once per `fit()`, at its first use.
 """
 
 import contextlib
@@ -110,6 +115,9 @@ class _Hub:
         )
         self.step = 0
         self.epoch_first_step = 0
+        # The next call at which to ask the scheduled callbacks (`ask_at`),
+        # and the earliest call anybody asked for (`due`, never later).
+        self.ask_at = 0
         self.due = 0
         self.started = False
 
@@ -121,7 +129,7 @@ class _Hub:
         exception it raises stops `fit()` before the step changes anything.
         """
         self.peekers.append(receive)
-        self.due = min(self.due, self.step)
+        self._ask_now()
 
     def schedule(self, callback, measure):
         """Calls `callback.after_call(logs)` after the calls it asks for.
@@ -136,43 +144,42 @@ class _Hub:
         train function, with `callback.in_step`.
         """
         self.scheduled[callback] = measure
-        self.due = min(self.due, self.step)
+        self._ask_now()
 
     def watch(self, callback, receive):
-        """Calls `receive(logs)` after every call not scheduled for `callback`."""
-        self.watchers[callback] = receive
+        """Calls `receive(logs)` after the calls it asks for, from the next one.
+
+        `receive` returns the `done` of the next call whose logs it wants
+        (`math.inf` for none). A call scheduled for `callback` goes to its
+        `after_call` instead. Before `receive` runs, the model holds the
+        call's state, as after a scheduled call: it may read the weights, or
+        raise.
+        """
+        self.watchers[callback] = [receive, self.step]
+        self.due = min(self.due, self.step)
 
     def begin_epoch(self):
         """Marks the start of an epoch: the next call is its first batch."""
         self.epoch_first_step = self.step
-        self.due = self.step
+        self._ask_now()
+
+    def _ask_now(self):
+        """Asks the scheduled callbacks again at the next call."""
+        self.ask_at = min(self.ask_at, self.step)
+        self.due = min(self.due, self.ask_at)
 
     def _dispatch(self, *args):
         if self.step < self.due:
             # Most calls: nobody asked for this one.
             result = self.original(*args)
             self.step += self.steps_per_call
-            if self.watchers:
-                self.backend.adopt(self.model, result)
-                logs = self.backend.logs_of(result)
-                for receive in self.watchers.values():
-                    receive(logs)
             return result
-        return self._scheduled_call(args)
+        return self._call_asked_for(args)
 
-    def _scheduled_call(self, args):
+    def _call_asked_for(self, args):
         self.started = True
         done = self.step
-        size = self.steps_per_call
-        batch = done - self.epoch_first_step
-        due = []
-        self.due = math.inf
-        for callback in self.scheduled:
-            wanted = callback.next_call(done, batch)
-            if wanted == done:
-                due.append(callback)
-                wanted = callback.next_call(done + size, batch + size)
-            self.due = min(self.due, wanted)
+        due = self._due_callbacks(done) if done >= self.ask_at else ()
         function = self.original
         measured = tuple(c for c in due if self.scheduled[c])
         if measured:
@@ -189,17 +196,38 @@ class _Hub:
                 self.backend.release(self.model, args)
                 raise
         result = function(*args)
-        self.step = done + size
+        self.step = done + self.steps_per_call
         # As `fit()` does after the call returns (JAX): a callback reading
         # the model now reads this call's weights.
         self.backend.adopt(self.model, result)
         logs = self.backend.logs_of(result)
         for callback in list(self.callbacks):
+            watcher = self.watchers.get(callback)
             if callback in due:
                 callback.after_call(logs)
-            elif callback in self.watchers:
-                self.watchers[callback](logs)
+            elif watcher is not None and watcher[1] <= done:
+                watcher[1] = watcher[0](logs)
+        self.due = min(
+            [self.ask_at] + [wanted for _, wanted in self.watchers.values()]
+        )
         return result
+
+    def _due_callbacks(self, done):
+        """Asks the scheduled callbacks about this call; returns those it is for.
+
+        Sets `ask_at` to the earliest call any of them wants next.
+        """
+        size = self.steps_per_call
+        batch = done - self.epoch_first_step
+        due = []
+        self.ask_at = math.inf
+        for callback in self.scheduled:
+            wanted = callback.next_call(done, batch)
+            if wanted == done:
+                due.append(callback)
+                wanted = callback.next_call(done + size, batch + size)
+            self.ask_at = min(self.ask_at, wanted)
+        return due
 
     def _build(self, callbacks):
         model = self.model

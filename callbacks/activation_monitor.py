@@ -81,11 +81,15 @@ class ActivationMonitor(ProbeMonitor):
     flagged layers changes.
 
     How activations are obtained: at each measurement the monitor calls the
-    model on the probe, eagerly, while each monitored layer's `activation` is
-    wrapped to record its output; the wrappers are removed right after, so
-    training runs the unchanged layers. It works the same on the TensorFlow,
-    JAX and PyTorch backends. Cost: one eager forward pass over the probe per
-    measurement. Measurements are taken when the probe is known (when
+    model on the probe while each monitored layer's `activation` is wrapped
+    to record its output, and computes the fractions from what was
+    recorded; the wrappers are removed right after, so training runs the
+    unchanged layers. It works the same on the TensorFlow, JAX and PyTorch
+    backends. Cost: one forward pass over the probe per measurement, eager
+    on TensorFlow and PyTorch; on JAX, where an eager pass dispatches every
+    operation on its own (about 2 ms for a small MLP, 2% of a short
+    epoch), it is compiled once per `fit()` with the weights as arguments
+    and costs one dispatch. Measurements are taken when the probe is known (when
     training begins, or after the first step when the probe is the first
     batch), at the end of every epoch and, if `every_n_batches` is set,
     every that many batches. The first batch is seen before its step runs:
@@ -202,21 +206,29 @@ class ActivationMonitor(ProbeMonitor):
             if _activation_name(layer) in _MEASURES
         ]
         heads = _output_layers(model)
+        names = []
 
-        def fractions():
-            backend.sync(model)
+        def judged_fractions(x):
+            # Traced once on JAX (`backend.compiled`): `names`, the layers
+            # judged in call order, is set while it runs.
             with backend.inference(), _recording(layers) as recorded:
                 outputs = keras.tree.flatten(model(x, training=False))
-            return {
-                name: float(
-                    backend.to_numpy(
-                        _MEASURES[activation][1](keras.ops.cast(value, "float32"))
-                    )
-                )
+            judged = {
+                name: _MEASURES[activation][1](keras.ops.cast(value, "float32"))
                 for name, (activation, value) in recorded.items()
                 if name not in heads
                 and not any(value is output for output in outputs)
             }
+            names[:] = judged
+            if not judged:
+                return keras.ops.zeros((0,))
+            return keras.ops.stack(list(judged.values()))
+
+        forward = backend.compiled(model, judged_fractions)
+
+        def fractions():
+            vector = backend.to_numpy(forward(x))
+            return {name: float(value) for name, value in zip(names, vector)}
 
         measured = fractions()
         self._layers = {

@@ -285,7 +285,6 @@ class GradientMonitor(ProbeMonitor):
         self._clip = None
         self._layout = None
         self._pending_losses = []
-        self._next_loss_read = 0
         self._writer = None
 
     _TRANSIENT = ProbeMonitor._TRANSIENT + (
@@ -311,7 +310,6 @@ class GradientMonitor(ProbeMonitor):
 
     def on_train_begin(self, logs=None):
         self._pending_losses = []
-        self._next_loss_read = 0
         self._all_variables = []
         self._reference = None
         self._not_finite = None
@@ -539,21 +537,25 @@ class GradientMonitor(ProbeMonitor):
         values["grad_norm/clipped_fraction"] = clip["clipped"] / clip["measured"]
 
     def _between_measurements(self, logs):
-        """Called by the hub after every call not measured, with its logs."""
+        """Reads the loss between measurements; returns the next call to watch.
+
+        The hub calls this after the calls it returns (`_LOSS_READS_PER_EPOCH`
+        an epoch), not after every call: any Python between two calls of the
+        train function slows the training loop down (see
+        `callbacks/_train_step_capture.py`).
+        """
         # The logs hold the backend's tensors; reading one before it is
         # ready would wait for the step (on JAX, every call). The loss
         # logged is the epoch's running mean: once not finite it stays so
         # until the epoch ends, so the latest loss ready tells for all the
-        # calls before it (and the epoch's end reads the last one). Reading
-        # one costs a transfer from the device, as much as a small step on
-        # JAX: the losses are read `_LOSS_READS_PER_EPOCH` times an epoch.
+        # calls before it (and the epoch's end reads the epoch's loss). A
+        # loss not ready yet is read at the next call watched: on JAX a read
+        # comes one watched call late, and never waits for the device.
         pending = self._pending_losses
         loss = logs.get("loss")
         if loss is not None:
             pending.append(loss)
         hub = self._hub
-        if hub.step < self._next_loss_read:
-            return
         # The hub's backend module: `_backend.get` costs an import lookup.
         is_ready = hub.backend.is_ready
         ready = None
@@ -561,16 +563,18 @@ class GradientMonitor(ProbeMonitor):
             ready = pending.pop(0)
         if ready is not None:
             self._step = hub.step
-            steps = (self.params or {}).get("steps") or _LOSS_READS_PER_EPOCH
-            self._next_loss_read = hub.step + steps // _LOSS_READS_PER_EPOCH
             self._check_loss(ready)
+        steps = (self.params or {}).get("steps") or _LOSS_READS_PER_EPOCH
+        return hub.step + steps // _LOSS_READS_PER_EPOCH
 
     def on_epoch_end(self, epoch, logs=None):
         if self._hub is not None:
             self._step = self._hub.step
-        pending, self._pending_losses = self._pending_losses, []
-        if pending:
-            self._check_loss(pending[-1])
+            pending, self._pending_losses = self._pending_losses, []
+            # The epoch's loss, a float, tells for every call of the epoch.
+            loss = (logs or {}).get("loss", pending[-1] if pending else None)
+            if loss is not None:
+                self._check_loss(loss)
         super().on_epoch_end(epoch, logs)
 
     def _check_loss(self, loss):
