@@ -137,9 +137,10 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         config = TrainingConfig(epochs=epochs or self.max_epochs, patience=self.patience,
                                 monitor=OBJECTIVE, seed=self.seed)
 
-        def train(fold_model, data):
+        def train(fold_model, data, while_compiling=None):
             # On JAX, the whole fit as one compiled program (`tuning.fused_fit`).
-            with fused_fit.fused(fold_model, row_counts=self.fold_row_counts()):
+            with fused_fit.fused(fold_model, row_counts=self.fold_row_counts(),
+                                 while_compiling=while_compiling):
                 history = self.template.fit_model(
                     hp, fold_model, data, config, callbacks=[FailOnNaN(), *callbacks],
                     progress=False, initial_epoch=initial_epoch, **kwargs,
@@ -151,16 +152,25 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         if initial_epoch:
             raise ValueError(f"Received initial_epoch={initial_epoch} with folds={self.folds}; "
                              "K-fold trials start from scratch (use folds=1 with Hyperband).")
-        results = []
         rows = self.data.split.train
-        for train_rows, validation_rows in self.fold_rows:
-            fold = self.data.with_rows(rows[train_rows], rows[validation_rows])
-            fold_model = self.build_on(hp, fold)
+        folds = [self.data.with_rows(rows[train_rows], rows[validation_rows])
+                 for train_rows, validation_rows in self.fold_rows]
+        built = {}
+
+        def build_later_folds():
+            # Called while the first fold's program compiles (JAX): the
+            # compilation then costs a trial little more than these builds.
+            for index in range(1, len(folds)):
+                built[index] = self.build_on(hp, folds[index])
+
+        results = []
+        for index, fold in enumerate(folds):
+            fold_model = built.pop(index, None) or self.build_on(hp, fold)
             # Trained in `model`'s compiled steps where only weights differ.
             if fold_models.can_share(model, fold_model):
                 fold_models.copy_state(fold_model, model)
                 fold_model = model
-            results.append(train(fold_model, fold))
+            results.append(train(fold_model, fold, build_later_folds if index == 0 else None))
         means = {name: float(np.mean([result[name] for result in results])) for name in results[0]}
         return {**means, "best_epoch": max(1, round(means["best_epoch"]))}
 
