@@ -14,6 +14,7 @@ Example:
 """
 
 import json
+import weakref
 
 import keras_tuner
 import numpy as np
@@ -83,6 +84,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         self.folds = folds
         self.seed = seed
         self.fold_rows = None
+        self._first_fold_models = weakref.WeakSet()  # built by `build` on the first fold
         if folds > 1:
             labels = data.labels.values[data.split.train]
             stratify_by = labels if get_task(data.task).stratify else None
@@ -99,7 +101,15 @@ class TemplateHyperModel(keras_tuner.HyperModel):
             hyperparameter.declare(hp)
 
     def build(self, hp):
-        return self.build_on(hp, self.data)
+        """The trial's model; with folds, the first fold's (adapted on its training rows).
+
+        `fit` trains the first fold in it rather than in a second build.
+        """
+        if self.fold_rows is None:
+            return self.build_on(hp, self.data)
+        model = self.build_on(hp, self.fold_data()[0])
+        self._first_fold_models.add(model)
+        return model
 
     def build_on(self, hp, data):
         """Builds the trial's model with preprocessing adapted on `data`'s training rows."""
@@ -117,13 +127,15 @@ class TemplateHyperModel(keras_tuner.HyperModel):
 
         Args:
             hp: the trial's `keras_tuner.HyperParameters`.
-            model: the model `build` returned. With `folds > 1`, each fold
-                builds its own, adapted on its training rows, and trains it
-                in `model` (its state copied there) when the two differ only
-                in weights: one compiled program for every fold
-                (`tuning.fold_models`). On JAX each fit runs as one compiled
-                program, epochs and early stopping included, with the same
-                history as Keras' loop (`tuning.fused_fit`).
+            model: the model `build` returned. With `folds > 1`, it is the
+                first fold's; each other fold builds its own, adapted on its
+                training rows, and trains it in `model` (its state copied
+                there) when the two differ only in weights: one compiled
+                program for every fold (`tuning.fold_models`). On JAX each
+                fit runs as one compiled program, epochs and early stopping
+                included, with the same history as Keras' loop
+                (`tuning.fused_fit`), and the other folds' models are built
+                while the program compiles.
             *args: unused (the rows are the hypermodel's `data`).
             epochs: int, the last epoch to train; Hyperband sets it, otherwise
                 `max_epochs`.
@@ -152,10 +164,8 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         if initial_epoch:
             raise ValueError(f"Received initial_epoch={initial_epoch} with folds={self.folds}; "
                              "K-fold trials start from scratch (use folds=1 with Hyperband).")
-        rows = self.data.split.train
-        folds = [self.data.with_rows(rows[train_rows], rows[validation_rows])
-                 for train_rows, validation_rows in self.fold_rows]
-        built = {}
+        folds = self.fold_data()
+        built = {0: model} if model in self._first_fold_models else {}
 
         def build_later_folds():
             # Called while the first fold's program compiles (JAX): the
@@ -167,12 +177,18 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         for index, fold in enumerate(folds):
             fold_model = built.pop(index, None) or self.build_on(hp, fold)
             # Trained in `model`'s compiled steps where only weights differ.
-            if fold_models.can_share(model, fold_model):
+            if fold_model is not model and fold_models.can_share(model, fold_model):
                 fold_models.copy_state(fold_model, model)
                 fold_model = model
             results.append(train(fold_model, fold, build_later_folds if index == 0 else None))
         means = {name: float(np.mean([result[name] for result in results])) for name in results[0]}
         return {**means, "best_epoch": max(1, round(means["best_epoch"]))}
+
+    def fold_data(self):
+        """The `TemplateData` of each fold (its training and validation rows); empty without folds."""
+        rows = self.data.split.train
+        return [self.data.with_rows(rows[train_rows], rows[validation_rows])
+                for train_rows, validation_rows in self.fold_rows or ()]
 
     def fold_row_counts(self):
         """`(training rows, validation rows)` of each fold; empty without folds."""
