@@ -110,6 +110,28 @@ def test_a_scheduled_callback_is_called_after_the_calls_it_asks_for_only():
     assert callback.asked == [0, 1, 5, 6, 8, 9, 13, 14]
 
 
+def test_a_watcher_sees_the_logs_of_the_calls_it_asks_for_only():
+    class Watching(Scheduled):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            self.watched = []
+            self.hub.watch(self, self.receive)
+
+        def receive(self, logs):
+            self.watched.append((self.hub.step, sorted(logs)))
+            return self.hub.step + 2
+
+    callback = Watching(wanted=[0, 5])
+    fit_eight_batches(callback)
+
+    # The first call is scheduled for it (`after_call`, not the watcher);
+    # the watcher sees the next one, then asks for the call two steps after
+    # each: it sees the calls of batches 1, 4 and 7 (steps done after them:
+    # 2, 5, 8), never those between.
+    assert callback.called == [1, 6]
+    assert callback.watched == [(2, ["loss"]), (5, ["loss"]), (8, ["loss"])]
+
+
 def test_the_monitors_leave_the_batch_begin_hook_to_keras():
     from callbacks import ActivationMonitor, GradientMonitor
 
