@@ -17,9 +17,12 @@ of the same model:
 Every fit runs on a freshly built model and is timed in two parts: its
 first epoch, which holds the one-off costs (compiling the train function,
 and each monitor's measuring function, at the first step), and the epochs
-after it, the steady state, where a monitor costs one Python call per call
-of the train function and one measured call (all the steps of one
-`steps_per_execution` call) per epoch. The variants run in alternating rounds
+after it, the steady state, where the monitors cost, per call of the train
+function, one Python call and a comparison (the dispatcher of
+`callbacks/_train_step_capture.py`), and per epoch: `GradientMonitor`'s
+measured call (all the steps of one `steps_per_execution` call) and its 16
+reads of the loss between measurements, `ActivationMonitor`'s probe pass
+(compiled once per fit on JAX). The variants run in alternating rounds
 (the order rotates each round) so that they share the machine's conditions,
 after one unmeasured plain fit that warms the process up.
 

@@ -50,10 +50,12 @@ class GradientMonitor(ProbeMonitor):
     TensorFlow, a `jit` on JAX: about as long as the model's own first
     step), and a measured step costs a little more than an ordinary one (the
     norms, and a copy of the weights for the update ratio). The other steps
-    run the model's own train function: one extra Python call per call of
-    the train function, and no wait for its results (the monitor reads the
-    loss once it is computed; on JAX and PyTorch Keras keeps running the
-    batch-end callbacks on its worker thread).
+    run the model's own train function: one extra Python call and a
+    comparison per call of the train function, and no wait for its results.
+    Between measurements the monitor looks at the logs of 16 calls an
+    epoch, for a non-finite loss, and reads a loss only once it is computed
+    (on JAX and PyTorch Keras keeps running the batch-end callbacks on its
+    worker thread).
 
     Schedule: the first step of training (the reference), the last step of
     every epoch (the first step of each epoch when `fit()` does not know the
