@@ -185,6 +185,49 @@ def test_logs_reach_history_every_epoch():
     assert len(history["saturated_fraction/max"]) == 2
 
 
+def test_the_compiled_probe_pass_gives_the_numbers_of_the_eager_one(monkeypatch):
+    # On JAX the probe pass is compiled once (`_backend.compiled`), elsewhere
+    # it runs eagerly. Wide weights put units on both sides of every
+    # threshold; new weights between two measurements check that the
+    # compiled pass reads the current ones.
+    from callbacks import _backend
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((FEATURES,))]
+        + [
+            keras.layers.Dense(
+                32,
+                activation=activation,
+                kernel_initializer=keras.initializers.RandomNormal(stddev=1.5),
+            )
+            for activation in ("sigmoid", "tanh", "relu")
+        ]
+        + [keras.layers.Dense(1, activation="sigmoid")]
+    )
+    first = model.get_weights()
+    second = [0.5 * w for w in first]
+
+    def measured():
+        monitor = ActivationMonitor(probe=4 * probe())
+        monitor.set_model(model)
+        model.set_weights(first)
+        measure = monitor._build_measure(monitor.probe)
+        before = measure()
+        model.set_weights(second)
+        return before, measure()
+
+    compiled = measured()
+    monkeypatch.setattr(
+        _backend.get("ActivationMonitor"), "compiled", lambda model, function: function
+    )
+    eager = measured()
+
+    assert compiled == eager
+    assert compiled[0] != compiled[1]
+    assert 0 < compiled[0]["saturated_fraction/max"] < 1
+
+
 def test_deepcopy_and_reuse_across_two_fits():
     monitor = ActivationMonitor(probe=probe())
     model = model_with("relu")
