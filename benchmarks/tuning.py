@@ -3,14 +3,14 @@
     python benchmarks/tuning.py [--trials-speed 8] [--rounds 3] [--trials-memory 30] \
         [--memory-workers 0,2] [--trials-quality 20] [--seeds 0,1,2] [--max-epochs E] \
         [--folds K] [--ensemble N] [--parts speed,memory,quality] \
-        [--backend tensorflow|jax | --backends tensorflow,jax] [--warm-cache]
+        [--backend tensorflow|jax | --backends tensorflow,jax [--workers N]] [--warm-cache]
 
 Prints, in one run:
 1. wall time of the same 8-trial search (breast_cancer) in one process and
    with `--workers 2`, end to end (start-up, search, retraining, report), and
    their ratio, over alternating rounds; with `--backends tensorflow,jax`,
-   instead, the same 8-trial search (same seed, same trials, one process) on
-   each backend, the order rotating from round to round (TF, JAX, then JAX,
+   instead, the same 8-trial search (same seed, same trials, one process, or
+   `--workers N` on both) on each backend, the order rotating from round to round (TF, JAX, then JAX,
    TF, ...), each wall time, the ratio of each backend to the first one
    listed per round, and the median ratio (target for JAX/TF: <= 0.25);
 2. resident memory of a 30-trial search (wine, 5 epochs a trial), in one
@@ -214,7 +214,8 @@ def backend_speed(trials, root, rounds, backends, search_options, caches):
     arguments = ["--task", "binary", "--max-trials", str(trials), *search_options]
     reference = backends[0]
     ratios = {backend: [] for backend in backends[1:]}
-    print(f"{trials}-trial search, breast_cancer, one process, "
+    processes = "with workers" if "--workers" in search_options else "one process"
+    print(f"{trials}-trial search, breast_cancer, {processes}, "
           f"options: {' '.join(search_options) or 'the command defaults'}; {caches.describe()}",
           flush=True)
     for round_ in range(rounds):
@@ -319,6 +320,8 @@ def main():
     backends.add_argument("--backends", type=backend_list,
                           help="speed part: the same search on each of these backends, e.g. "
                           "tensorflow,jax, instead of one process against --workers 2")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="with --backends: --workers of every search (default: one process)")
     parser.add_argument("--warm-cache", action="store_true",
                         help="one JAX compilation cache shared by all searches of the run "
                         "(default: a new, empty one per search)")
@@ -333,7 +336,7 @@ def main():
         if "speed" in parts:
             if args.backends:
                 backend_speed(args.trials_speed, root, args.rounds, args.backends,
-                              search_options, caches)
+                              [*search_options, *optional_arguments(workers=args.workers)], caches)
             else:
                 speed(args.trials_speed, root, args.rounds, [*search_options, *backend_options],
                       caches)
