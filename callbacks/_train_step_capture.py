@@ -39,13 +39,14 @@ between its measurements (`watch`: the gradient monitor reads the loss a
 few times an epoch) says so in what its `receive(logs)` returns. The
 dispatcher keeps the earliest call anybody asked for (`due`), and every
 other call costs it one comparison and the call of the model's own train
-function: no other Python of ours runs there. On JAX that matters beyond
-the microseconds themselves: Python on the training thread between two
-calls competes for the GIL with the compiled step's dispatch and with
-Keras' batch-end worker thread, and a few microseconds a call (handing the
-state and logs to a watcher on every call) slowed the model's own train
-function by 2-4% on the benchmark's small model. Each combination of
-measuring callbacks is compiled once per `fit()`, at its first use.
+function: no other Python of ours runs there. On JAX that Python costs
+more than its own microseconds: handing the state and logs to a watcher on
+every call (about 3 microseconds) also made the calls of the model's own
+train function slower, 3-4% of an epoch in all on the overhead
+benchmark's small model (most likely the training thread, the compiled
+steps and Keras' batch-end worker thread contending for the GIL and the
+cores). Each combination of measuring callbacks is compiled once per
+`fit()`, at its first use.
 """
 
 import contextlib

@@ -89,10 +89,10 @@ class ActivationMonitor(ProbeMonitor):
     on TensorFlow and PyTorch; on JAX, where an eager pass dispatches every
     operation on its own (about 2 ms for a small MLP, 2% of a short
     epoch), it is compiled once per `fit()` with the weights as arguments
-    and costs one dispatch. Measurements are taken when the probe is known (when
-    training begins, or after the first step when the probe is the first
-    batch), at the end of every epoch and, if `every_n_batches` is set,
-    every that many batches. The first batch is seen before its step runs:
+    and costs one dispatch. Measurements are taken when the probe is known
+    (when training begins, or after the first step when the probe is the
+    first batch), at the end of every epoch and, if `every_n_batches` is
+    set, every that many batches. The first batch is seen before its step runs:
     the train function's first call is run by a thin wrapper (see
     `callbacks/_train_step_capture.py`); later steps run unchanged.
 
