@@ -43,7 +43,6 @@ Example:
 
 import contextlib
 import dataclasses
-import threading
 import weakref
 
 import keras
@@ -88,7 +87,7 @@ class FitRecord:
 
 
 @contextlib.contextmanager
-def fused(model, row_counts=(), while_compiling=None):
+def fused(model, row_counts=()):
     """While open, `model.fit` runs as one compiled program where it can (JAX only).
 
     Args:
@@ -96,17 +95,11 @@ def fused(model, row_counts=(), while_compiling=None):
         row_counts: optional `(training_rows, validation_rows)` of every fit
             that will run in this model, e.g. a trial's folds: the program is
             then compiled for the largest and serves them all.
-        while_compiling: optional callable without arguments, called once, in
-            this thread, while XLA compiles the first program a `fit` needs
-            (in a thread of its own: compiling releases the GIL), e.g. to
-            build the next folds' models meanwhile. Where no program is
-            compiled (a cached one, or Keras' own loop) it is not called.
 
     Yields:
         `FitRecord` of the calls made while open.
     """
     record = FitRecord()
-    meanwhile = [while_compiling] if while_compiling is not None else []
 
     def fit(*args, **kwargs):
         arguments = _fit_arguments(*args, **kwargs)
@@ -118,7 +111,7 @@ def fused(model, row_counts=(), while_compiling=None):
             record.keras.append(reason)
             return type(model).fit(model, *args, **kwargs)
         record.fused += 1
-        return fused_fit.run(meanwhile)
+        return fused_fit.run()
 
     outer = vars(model).get("fit")  # an enclosing `fused` on the same model
     object.__setattr__(model, "fit", fit)  # an instance attribute: no Keras tracking
@@ -243,13 +236,8 @@ class _FusedFit:
                 return "an EarlyStopping comparison other than less or greater"
         return None
 
-    def run(self, meanwhile=()):
-        """Trains as Keras' `fit` would; returns the `History`.
-
-        Args:
-            meanwhile: list of at most one callable, popped and called while
-                the program compiles, if it must.
-        """
+    def run(self):
+        """Trains as Keras' `fit` would; returns the `History`."""
         model, callbacks, history = self.model, self.callbacks, self.callbacks[-1]
         names, stopping = self.names, self.stopping
         params = {"verbose": 0, "epochs": self.initial_epoch + self.epochs,
@@ -270,7 +258,7 @@ class _FusedFit:
             batch_size=self.train.batch_size,
             max_batches=self.train_capacity // self.train.batch_size,
             validation_tail=self.validation_tail))
-        outputs = _numpy(program(self._program_inputs(model), meanwhile))
+        outputs = _numpy(program(self._program_inputs(model)))
         for variables, values in zip(_state_variables(model), outputs["state"], strict=True):
             for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
@@ -392,58 +380,20 @@ def _program(model, shape):
 
 
 class _Program:
-    """A jitted program, compiled once per shapes of its inputs, other work going on meanwhile.
-
-    `jax.jit` would compile at the first call and hold the calling thread
-    for it (about a second for a template's model: the largest part of a
-    trial). Here the program is traced and lowered in the calling thread,
-    then compiled in another while the caller does other work (XLA's
-    compiler releases the GIL).
-    """
+    """A jitted program, compiled with `COMPILER_OPTIONS` once per shapes of its inputs."""
 
     def __init__(self, jitted):
         self.jitted = jitted
         self.compiled = {}
 
-    def __call__(self, inputs, meanwhile=()):
-        """Runs the program on `inputs` (a tuple of its arguments); returns its outputs.
-
-        Args:
-            inputs: tuple of the program's arguments.
-            meanwhile: list of at most one callable: when the program must
-                be compiled for these shapes, it is popped and called while
-                the compilation runs.
-        """
+    def __call__(self, inputs):
+        """Runs the program on `inputs` (a tuple of its arguments); returns its outputs."""
         import jax
 
         key = str(jax.tree.map(lambda value: (np.shape(value), np.result_type(value)), inputs))
         if key not in self.compiled:
-            lowered = self.jitted.lower(*inputs)
-            self.compiled[key] = _compile(lowered, meanwhile.pop() if meanwhile else None)
+            self.compiled[key] = _compile_quickly(self.jitted.lower(*inputs))
         return self.compiled[key](*inputs)
-
-
-def _compile(lowered, meanwhile):
-    """`lowered` compiled with `COMPILER_OPTIONS`, with `meanwhile()` called in this thread as it runs."""
-    if meanwhile is None:
-        return _compile_quickly(lowered)
-    answer = {}
-
-    def compile_():
-        try:
-            answer["compiled"] = _compile_quickly(lowered)
-        except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
-            answer["error"] = error
-
-    compiling = threading.Thread(target=compile_, name="fused-fit-compile", daemon=True)
-    compiling.start()
-    try:
-        meanwhile()
-    finally:
-        compiling.join()
-    if "error" in answer:
-        raise answer["error"]
-    return answer["compiled"]
 
 
 def _make_program(model, shape):
@@ -565,7 +515,7 @@ def _compile_quickly(lowered):
     if COMPILER_OPTIONS:
         try:
             return lowered.compile(compiler_options=COMPILER_OPTIONS)
-        except Exception as error:  # noqa: BLE001 - jax raises JaxRuntimeError, version-dependent
+        except Exception as error:  # jax raises JaxRuntimeError, whose module varies by version
             if "No such compile option" not in str(error):
                 raise
     return lowered.compile()

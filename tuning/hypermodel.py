@@ -134,8 +134,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
                 program for every fold (`tuning.fold_models`). On JAX each
                 fit runs as one compiled program, epochs and early stopping
                 included, with the same history as Keras' loop
-                (`tuning.fused_fit`), and the other folds' models are built
-                while the program compiles.
+                (`tuning.fused_fit`).
             *args: unused (the rows are the hypermodel's `data`).
             epochs: int, the last epoch to train; Hyperband sets it, otherwise
                 `max_epochs`.
@@ -149,10 +148,9 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         config = TrainingConfig(epochs=epochs or self.max_epochs, patience=self.patience,
                                 monitor=OBJECTIVE, seed=self.seed)
 
-        def train(fold_model, data, while_compiling=None):
+        def train(fold_model, data):
             # On JAX, the whole fit as one compiled program (`tuning.fused_fit`).
-            with fused_fit.fused(fold_model, row_counts=self.fold_row_counts(),
-                                 while_compiling=while_compiling):
+            with fused_fit.fused(fold_model, row_counts=self.fold_row_counts()):
                 history = self.template.fit_model(
                     hp, fold_model, data, config, callbacks=[FailOnNaN(), *callbacks],
                     progress=False, initial_epoch=initial_epoch, **kwargs,
@@ -164,23 +162,17 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         if initial_epoch:
             raise ValueError(f"Received initial_epoch={initial_epoch} with folds={self.folds}; "
                              "K-fold trials start from scratch (use folds=1 with Hyperband).")
-        folds = self.fold_data()
-        built = {0: model} if model in self._first_fold_models else {}
-
-        def build_later_folds():
-            # Called while the first fold's program compiles (JAX): the
-            # compilation then costs a trial little more than these builds.
-            for index in range(1, len(folds)):
-                built[index] = self.build_on(hp, folds[index])
-
         results = []
-        for index, fold in enumerate(folds):
-            fold_model = built.pop(index, None) or self.build_on(hp, fold)
+        for index, fold in enumerate(self.fold_data()):
+            if index == 0 and model in self._first_fold_models:
+                fold_model = model  # `build` built it on this fold
+            else:
+                fold_model = self.build_on(hp, fold)
             # Trained in `model`'s compiled steps where only weights differ.
             if fold_model is not model and fold_models.can_share(model, fold_model):
                 fold_models.copy_state(fold_model, model)
                 fold_model = model
-            results.append(train(fold_model, fold, build_later_folds if index == 0 else None))
+            results.append(train(fold_model, fold))
         means = {name: float(np.mean([result[name] for result in results])) for name in results[0]}
         return {**means, "best_epoch": max(1, round(means["best_epoch"]))}
 
