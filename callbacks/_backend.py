@@ -48,8 +48,9 @@ Every backend module provides:
   gradients)` of the compiled loss in inference mode, with no side effect.
 - `compiled(model, function)`: a function `(x) -> function(x)` computing
   with the model's current weights: on JAX traced once by `jax.jit`, the
-  weights passed as arguments (an eager forward pass dispatches each
-  operation on its own); elsewhere `function` itself, run eagerly.
+  weights passed as arguments, on TensorFlow one `tf.function` (an eager
+  forward pass dispatches each operation on its own); on PyTorch
+  `function` itself, run eagerly.
 - `inference()`: a context manager for forward passes that need no
   gradient.
 - `to_numpy(tensor)`: a NumPy array of a backend tensor (or array).

@@ -139,6 +139,15 @@ def to_numpy(tensor):
 
 
 def compiled(model, function):
-    """`function` itself, run eagerly: see `callbacks._backend`."""
+    """`function(x)` as one `tf.function`, traced at its first call.
+
+    Run eagerly, each operation of a forward pass is dispatched on its own
+    (a few milliseconds an epoch for the probe pass of a small MLP); traced,
+    it is one call. The trace reads the model's variables, not copies: every
+    call computes with the current weights. It is traced again only if the
+    shapes of `x` change.
+    """
+    import tensorflow as tf
+
     del model
-    return function
+    return tf.function(function, reduce_retracing=True)

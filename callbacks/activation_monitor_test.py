@@ -186,8 +186,8 @@ def test_logs_reach_history_every_epoch():
 
 
 def test_the_compiled_probe_pass_gives_the_numbers_of_the_eager_one(monkeypatch):
-    # On JAX the probe pass is compiled once (`_backend.compiled`), elsewhere
-    # it runs eagerly. Wide weights put units on both sides of every
+    # On JAX and TensorFlow the probe pass is compiled once
+    # (`_backend.compiled`), on PyTorch it runs eagerly. Wide weights put units on both sides of every
     # threshold; new weights between two measurements check that the
     # compiled pass reads the current ones.
     from callbacks import _backend
