@@ -85,11 +85,12 @@ class ActivationMonitor(ProbeMonitor):
     to record its output, and computes the fractions from what was
     recorded; the wrappers are removed right after, so training runs the
     unchanged layers. It works the same on the TensorFlow, JAX and PyTorch
-    backends. Cost: one forward pass over the probe per measurement, eager
-    on TensorFlow and PyTorch; on JAX, where an eager pass dispatches every
-    operation on its own (about 2 ms for a small MLP, 2% of a short
-    epoch), it is compiled once per `fit()` with the weights as arguments
-    and costs one dispatch. Measurements are taken when the probe is known
+    backends. Cost: one forward pass over the probe per measurement. An
+    eager pass dispatches every operation on its own (on JAX about 2 ms for
+    a small MLP, 2% of a short epoch), so on JAX and TensorFlow it is
+    compiled once per `fit()` (a `jax.jit` with the weights as arguments, a
+    `tf.function` reading the variables) and costs one dispatch; on
+    PyTorch it runs eagerly. Measurements are taken when the probe is known
     (when training begins, or after the first step when the probe is the
     first batch), at the end of every epoch and, if `every_n_batches` is
     set, every that many batches. The first batch is seen before its step runs:

@@ -202,6 +202,23 @@ def test_a_cross_validated_trial_scores_as_with_keras_fit(data, monkeypatch):
 
 
 @on_jax
+def test_the_program_compiles_with_the_quick_options_on_this_xla(data, monkeypatch):
+    import jax
+
+    calls = []
+    compile_ = jax.stages.Lowered.compile
+
+    def recording(self, *args, **kwargs):
+        calls.append(kwargs.get("compiler_options"))
+        return compile_(self, *args, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", recording)
+    _, _, record = template_fit(data, fused=True, epochs=2)
+    # Compiled once, with the options, and not retried with XLA's defaults.
+    assert record.fused == 1 and calls == [fused_fit.COMPILER_OPTIONS]
+
+
+@on_jax
 def test_an_xla_release_without_the_quick_compile_options_compiles_with_its_defaults(
         data, monkeypatch):
     monkeypatch.setattr(fused_fit, "COMPILER_OPTIONS", {"xla_option_of_another_release": True})

@@ -77,6 +77,18 @@ def test_a_cross_validated_trial_is_scored_by_the_mean_over_its_folds():
     assert sorted(validation_rows) == list(range(len(hypermodel.data.split.train)))
 
 
+def test_a_second_fit_of_the_same_trial_model_starts_every_fold_afresh():
+    # The trial's model is the first fold's, built fresh; once trained it is
+    # no fresh start, and a second fit builds that fold again.
+    hypermodel, hp = hypermodel_for("binary", ["depth=1", "width=8", "batch_size=32"],
+                                    rows=150, max_epochs=3, patience=3, folds=3)
+    model = hypermodel.build(hp)
+
+    first = hypermodel.fit(hp, model)
+
+    assert hypermodel.fit(hp, model) == pytest.approx(first, rel=1e-5)
+
+
 def test_the_space_is_the_templates_own_declarations_in_their_order():
     hypermodel, hp = hypermodel_for("binary", [], rows=150)
     assert list(hypermodel.space) == ["activation", "l2", "dropout", "width", "depth",

@@ -64,12 +64,12 @@ CALLBACK_HOOKS = sorted(name for name in dir(keras.callbacks.Callback) if name.s
 # One compiled program per model and shape of its inputs (`jax.jit` keys the shapes).
 _programs = weakref.WeakKeyDictionary()
 # XLA options the programs compile with: compiling is most of a trial, running
-# it little. XLA's older elemental emitters and LLVM's -O1 compile a
-# template's program in about 0.8 s instead of 1.4 s; it then runs about a
-# quarter slower (0.060 s against 0.048 s per 100 epochs of breast_cancer)
-# with the same history to about 1e-7 (LLVM orders some float operations
-# differently). An XLA release that no longer knows an option compiles with
-# its defaults.
+# it little. XLA's older elemental emitters and LLVM's -O1 compile a 3-layer
+# template network's program in 0.95 s of CPU instead of 1.55 s; it then runs
+# a quarter to a half slower (0.20 s against 0.13 s per 100 epochs of a
+# breast_cancer fold) with the same history to about 1e-7 (LLVM orders some
+# float operations differently). Whole trials are faster (docs/tuning.md). An
+# XLA release that no longer knows an option compiles with its defaults.
 COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
 
 

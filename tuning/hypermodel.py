@@ -165,7 +165,10 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         results = []
         for index, fold in enumerate(self.fold_data()):
             if index == 0 and model in self._first_fold_models:
-                fold_model = model  # `build` built it on this fold
+                # `build` built it on this fold; trained now, it is no longer
+                # a fresh start for another `fit`.
+                self._first_fold_models.discard(model)
+                fold_model = model
             else:
                 fold_model = self.build_on(hp, fold)
             # Trained in `model`'s compiled steps where only weights differ.
@@ -185,6 +188,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
     def fold_row_counts(self):
         """`(training rows, validation rows)` of each fold; empty without folds."""
         return [(len(train), len(validation)) for train, validation in self.fold_rows or ()]
+
 
 def _check_reports_data_loss(model):
     """Fails the trial unless the template compiled `DataLoss`, which the objective needs."""
