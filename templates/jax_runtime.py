@@ -105,9 +105,10 @@ def bucketed_sampler(sample):
     requested shape: the same values as Keras' own draw of that shape (JAX's
     partitionable threefry draws value i from the seed and i alone, so a
     longer draw begins with the shorter one), from a program compiled once
-    per size class (and kept by the compilation cache). Calls inside a
-    compiled step (dropout), or with array arguments, go to `sample`
-    unchanged.
+    per size class (and kept by the compilation cache). Calls with a traced
+    seed (dropout) or array arguments go to `sample` unchanged; a draw made
+    inside a trace (a subclassed model built within a compiled step) is
+    sliced there.
 
     Args:
         sample: `normal`, `uniform` or `truncated_normal` of
@@ -127,8 +128,12 @@ def bucketed_sampler(sample):
             return sample(shape, *args, seed=seed, **kwargs)
         size = int(np.prod(shape, dtype=np.int64))
         bucket = max(SMALLEST_BUCKET, 1 << max(size - 1, 0).bit_length())
-        flat = np.asarray(sample((bucket,), *args, seed=seed, **kwargs))
-        return jax.numpy.asarray(flat[:size].reshape(shape))
+        flat = sample((bucket,), *args, seed=seed, **kwargs)
+        if isinstance(flat, jax.core.Tracer):
+            # Drawn inside a trace (a subclassed model built by its first
+            # call within a compiled step): no value to copy out yet.
+            return flat[:size].reshape(shape)
+        return jax.numpy.asarray(np.asarray(flat)[:size].reshape(shape))
 
     bucketed.wrapped_sample = sample
     return bucketed

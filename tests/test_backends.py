@@ -165,6 +165,10 @@ def test_initial_weights_drawn_in_buckets_are_keras_draws_of_the_same_seed():
     traced = jax.jit(lambda key: sample((3, 2), 0.0, 1.0, "float32", seed=key))(
         jax.random.PRNGKey(0))
     assert traced.shape == (3, 2)
+    # A draw inside a trace with a known seed (a subclassed model built by its
+    # first call within a compiled step) gives the same values.
+    inside = jax.jit(lambda: sample((30, 8), 0.0, 0.5, "float32", seed=key))()
+    np.testing.assert_array_equal(inside, original((30, 8), 0.0, 0.5, "float32", seed=key))
 
 
 def test_the_folds_of_a_trial_share_one_model_and_fit_as_one_program_on_jax():
