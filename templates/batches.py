@@ -69,6 +69,7 @@ class ArrayBatches(keras.utils.PyDataset):
         self.num_rows = len(next(iter(self.inputs.values())))
         self.batch_size = min(int(batch_size), self.num_rows)
         self.shuffle = shuffle
+        self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._epoch_inputs, self._epoch_targets = self.inputs, self.targets
         self.order = None  # this epoch's permutation of the rows, when shuffled

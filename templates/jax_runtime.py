@@ -36,6 +36,7 @@ def configure_jax():
 
     _serialize_without_importing_tensorflow()
     _draw_initial_weights_in_buckets()
+    _construct_on_host()
     if jax.config.jax_compilation_cache_dir is None:
         jax.config.update("jax_compilation_cache_dir", compilation_cache_directory())
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
@@ -133,10 +134,51 @@ def bucketed_sampler(sample):
             # Drawn inside a trace (a subclassed model built by its first
             # call within a compiled step): no value to copy out yet.
             return flat[:size].reshape(shape)
-        return jax.numpy.asarray(np.asarray(flat)[:size].reshape(shape))
+        # `device_put`, not `jnp.asarray`: that compiles a program per shape.
+        return jax.device_put(np.asarray(flat)[:size].reshape(shape))
 
     bucketed.wrapped_sample = sample
     return bucketed
+
+
+# Keras' JAX array constructors that initialisers (zeros, ones) call.
+CONSTRUCTORS = ("zeros", "ones")
+
+
+def host_constructor(construct, fill):
+    """Wraps `zeros` or `ones` of Keras' JAX numpy so eager calls compile nothing.
+
+    Outside any trace, JAX compiles `jnp.zeros` and `jnp.ones` for every
+    new shape, and a network's weights and optimizer slots come in many
+    shapes (about 18 ms each, 0.1 s a trial in a search's fresh trial
+    processes). The wrapper builds the array in numpy and copies
+    it to the device instead: the same values, and no compilation. Inside a
+    trace (a compiled step), it calls `construct` unchanged.
+
+    Args:
+        construct: `zeros` or `ones` of `keras.src.backend.jax.numpy`:
+            `construct(shape, dtype=None)`.
+        fill: `numpy.zeros` or `numpy.ones`.
+
+    Returns:
+        The wrapped function.
+    """
+    import jax
+    import numpy as np
+    from jax._src import core
+    from keras.src.backend import config
+
+    def constructor(shape, dtype=None):
+        if not core.trace_state_clean():
+            return construct(shape, dtype=dtype)
+        try:
+            shape = tuple(int(size) for size in (shape if np.iterable(shape) else (shape,)))
+        except TypeError:  # a traced size
+            return construct(shape, dtype=dtype)
+        return jax.device_put(fill(shape, dtype=jax.numpy.dtype(dtype or config.floatx())))
+
+    constructor.wrapped_construct = construct
+    return constructor
 
 
 def _draw_initial_weights_in_buckets():
@@ -148,3 +190,16 @@ def _draw_initial_weights_in_buckets():
         sample = getattr(random, name, None)
         if sample is not None and not hasattr(sample, "wrapped_sample"):
             setattr(random, name, bucketed_sampler(sample))
+
+
+def _construct_on_host():
+    try:
+        from keras.src.backend.jax import numpy as jax_numpy
+    except ImportError:
+        return
+    import numpy as np
+
+    for name in CONSTRUCTORS:
+        construct = getattr(jax_numpy, name, None)
+        if construct is not None and not hasattr(construct, "wrapped_construct"):
+            setattr(jax_numpy, name, host_constructor(construct, getattr(np, name)))

@@ -171,6 +171,28 @@ def test_initial_weights_drawn_in_buckets_are_keras_draws_of_the_same_seed():
     np.testing.assert_array_equal(inside, original((30, 8), 0.0, 0.5, "float32", seed=key))
 
 
+def test_zeros_and_ones_made_outside_a_trace_are_jax_own_and_compile_nothing(caplog):
+    import jax
+    import numpy as np
+    from keras.src.backend.jax import numpy as jax_numpy
+
+    for name, fill in (("zeros", np.zeros), ("ones", np.ones)):
+        original = getattr(jax_numpy, name)
+        original = getattr(original, "wrapped_construct", original)
+        construct = jax_runtime.host_constructor(original, fill)
+        for shape, dtype in [((13, 17), "float32"), ((11,), "int32"), (19, None), ((), "bool")]:
+            with jax.log_compiles(True), caplog.at_level("WARNING"):
+                caplog.clear()
+                value = construct(shape, dtype=dtype)
+                assert not [line for line in caplog.messages if "Compiling" in line]
+            expected = original(shape, dtype=dtype)
+            assert (value.shape, value.dtype) == (expected.shape, expected.dtype)
+            np.testing.assert_array_equal(value, expected)
+        # Inside a compiled step, the call is JAX's own.
+        traced = jax.jit(lambda construct=construct: construct((2, 3), "float32") + 1)()
+        np.testing.assert_array_equal(traced, fill((2, 3)) + 1)
+
+
 def test_the_folds_of_a_trial_share_one_model_and_fit_as_one_program_on_jax():
     # On JAX a compiled step frees the arrays it is given: shared state must be
     # copied. And a trial's fits run as one compiled program (`tuning.fused_fit`).

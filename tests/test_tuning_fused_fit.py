@@ -55,6 +55,23 @@ def template_fit(data, fused, *, epochs=40, patience=2, callbacks=(), values=SMA
     return model, history, record
 
 
+def fixed_hyperparameters(values=SMALL):
+    hp = keras_tuner.HyperParameters()
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    return hp
+
+
+def recorded_runs(monkeypatch):
+    """The names of the threads that ran each compiled program."""
+    import threading
+
+    threads, run = [], fused_fit._run
+    monkeypatch.setattr(fused_fit, "_run", lambda *args: threads.append(
+        threading.current_thread().name) or run(*args))
+    return threads
+
+
 def assert_same_history(expected, actual):
     assert actual.epoch == expected.epoch
     assert sorted(actual.history) == sorted(expected.history)
@@ -184,9 +201,7 @@ def test_a_callback_that_acts_every_epoch_runs_in_keras_own_loop(data):
 @on_jax
 def test_a_cross_validated_trial_scores_as_with_keras_fit(data, monkeypatch):
     hypermodel = TemplateHyperModel(binary, data, max_epochs=4, patience=4, folds=3)
-    hp = keras_tuner.HyperParameters()
-    for name, value in SMALL.items():
-        hp.Fixed(name, value)
+    hp = fixed_hyperparameters()
     runs, builds = [], []
     run, build_on = fused_fit._FusedFit.run, hypermodel.build_on
     monkeypatch.setattr(fused_fit._FusedFit, "run", lambda self: runs.append(self) or run(self))
@@ -199,6 +214,44 @@ def test_a_cross_validated_trial_scores_as_with_keras_fit(data, monkeypatch):
     assert fused_scores.keys() == keras_scores.keys()
     for name, value in keras_scores.items():
         assert fused_scores[name] == pytest.approx(value, rel=1e-5), name
+
+
+@on_jax
+def test_later_folds_run_ahead_beside_the_first_with_the_same_scores(data, monkeypatch):
+    hp = fixed_hyperparameters()
+    one_at_a_time = TemplateHyperModel(binary, data, max_epochs=6, patience=2, folds=3,
+                                       parallel_folds=1)
+    threads = recorded_runs(monkeypatch)
+    expected = one_at_a_time.fit(hp, one_at_a_time.build(hp))
+    assert len(threads) == 3 and not any(name.startswith("fold") for name in threads)
+
+    side_by_side = TemplateHyperModel(binary, data, max_epochs=6, patience=2, folds=3,
+                                      parallel_folds=2)
+    threads.clear()
+    assert side_by_side.fit(hp, side_by_side.build(hp)) == expected  # bit for bit
+    # Each fold's program ran once, all of them on the two threads.
+    assert len(threads) == 3 and all(name.startswith("fold") for name in threads)
+
+
+@on_jax
+def test_a_fold_whose_fit_differs_from_the_run_ahead_runs_its_own_program(data, monkeypatch):
+    hp = fixed_hyperparameters()
+    hypermodel = TemplateHyperModel(binary, data, max_epochs=6, patience=2, folds=3,
+                                    parallel_folds=1)
+    expected = hypermodel.fit(hp, hypermodel.build(hp))
+    later_inputs = fused_fit._FusedFit._later_inputs
+
+    def other_orders(self, folds):  # as if the later fits shuffled otherwise
+        return [(*inputs[:3], inputs[3][:, ::-1].copy(), *inputs[4:])
+                for inputs in later_inputs(self, folds)]
+
+    monkeypatch.setattr(fused_fit._FusedFit, "_later_inputs", other_orders)
+    threads = recorded_runs(monkeypatch)
+    hypermodel.parallel_folds = 2
+    assert hypermodel.fit(hp, hypermodel.build(hp)) == expected
+    # Two runs ahead nobody took (cancelled, or finished unused), and three fits.
+    assert 3 <= len(threads) <= 5
+    assert len([name for name in threads if not name.startswith("fold")]) == 2
 
 
 @on_jax

@@ -32,7 +32,7 @@ from templates.recipe import TemplateData, prepare
 from templates.tasks import TASKS, get_task
 from templates.training import TrainingConfig, seed_everything
 from tuning import distributed, workers
-from tuning.final_model import retrain_ensemble
+from tuning.final_model import Retraining
 from tuning.hypermodel import TemplateHyperModel
 from tuning.importance import importance, plot_sensitivity
 from tuning.leaderboard import leaderboard
@@ -257,14 +257,17 @@ def write_results(args, template, oracle, space, frame, labels, split, folds):
          int(trial.metrics.get_last_value(BEST_EPOCH)))
         for trial in best
     ]
-    final = retrain_ensemble(args.task, frame, labels, split, configurations, seed=args.seed,
-                             template=template)
-    for position, reason in final.failures.items():
-        print(f"left out of the final model: trial {best[position].trial_id}, whose retraining "
-              f"diverged: {reason}", flush=True)
+    retraining = Retraining(args.task, frame, labels, split, configurations, seed=args.seed,
+                            template=template)
+    # While the final models train in their processes: the report's plot,
+    # the baselines and the importances.
     plot_sensitivity(board, space, os.path.join(args.directory, "sensitivity.png"))
     baselines = baseline_scores(args.task, frame, labels.values, split)
     importances = importance(board, space, seed=args.seed)
+    final = retraining.result()
+    for position, reason in final.failures.items():
+        print(f"left out of the final model: trial {best[position].trial_id}, whose retraining "
+              f"diverged: {reason}", flush=True)
     artifacts.save_model(final.model, os.path.join(args.directory, "best_model.keras"))
     members = [{"trial": best[position].trial_id, "score": best[position].score,
                 "hyperparameters": {**configurations[position][0],

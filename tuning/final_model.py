@@ -96,31 +96,54 @@ def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42, tem
     Raises:
         TemplateError: if retraining fails for every configuration.
     """
-    rows = np.concatenate([split.train, split.validation])
-    fit_data = TemplateData(get_task(task).name, frame, labels, split).with_rows(rows)
-    template = template or template_module(task)
-    models, members, failures = [], [], {}
-    with tempfile.TemporaryDirectory(prefix="final-model-") as folder:
-        paths = [os.path.join(folder, f"member_{position}.keras")
-                 for position in range(len(configurations))]
-        calls = [IsolatedCall(_retrain, template, fit_data, values, epochs, seed, path)
-                 for (values, epochs), path in zip(configurations, paths)]
-        for position, (call, path) in enumerate(zip(calls, paths)):
-            try:
-                failure = call.result()
-            except TrialProcessError as error:
-                failure = str(error)
-            if failure:
-                failures[position] = failure
-                continue
-            models.append(load_model(path))
-            members.append(position)
-    if not models:
-        reasons = "; ".join(failures.values())
-        raise TemplateError(f"Retraining the best configurations diverged: {reasons}")
-    model = average_models(models, name=f"{task}_ensemble")
-    return FinalModel(model, evaluate(model, get_task(task), *fit_data.inputs(split.test)),
-                      members, failures)
+    return Retraining(task, frame, labels, split, configurations, seed=seed,
+                      template=template).result()
+
+
+class Retraining:
+    """`retrain_ensemble` started: the models train while this process does something else.
+
+    Created, it starts the retraining processes (where the platform allows
+    it; otherwise it retrains them there and then); `result()` waits for
+    them and returns the `FinalModel`. A search draws its report's plot and
+    fits the baselines in between. Takes `retrain_ensemble`'s arguments.
+    """
+
+    def __init__(self, task, frame, labels, split, configurations, *, seed=42, template=None):
+        self.task, self.split = task, split
+        rows = np.concatenate([split.train, split.validation])
+        self.fit_data = TemplateData(get_task(task).name, frame, labels, split).with_rows(rows)
+        template = template or template_module(task)
+        self._folder = tempfile.TemporaryDirectory(prefix="final-model-")
+        self._paths = [os.path.join(self._folder.name, f"member_{position}.keras")
+                       for position in range(len(configurations))]
+        try:
+            self._calls = [IsolatedCall(_retrain, template, self.fit_data, values, epochs, seed, path)
+                           for (values, epochs), path in zip(configurations, self._paths)]
+        except BaseException:
+            self._folder.cleanup()
+            raise
+
+    def result(self):
+        """Waits for the retrained models; returns the `FinalModel` that averages them."""
+        models, members, failures = [], [], {}
+        with self._folder:
+            for position, (call, path) in enumerate(zip(self._calls, self._paths)):
+                try:
+                    failure = call.result()
+                except TrialProcessError as error:
+                    failure = str(error)
+                if failure:
+                    failures[position] = failure
+                    continue
+                models.append(load_model(path))
+                members.append(position)
+        if not models:
+            reasons = "; ".join(failures.values())
+            raise TemplateError(f"Retraining the best configurations diverged: {reasons}")
+        model = average_models(models, name=f"{self.task}_ensemble")
+        test = evaluate(model, get_task(self.task), *self.fit_data.inputs(self.split.test))
+        return FinalModel(model, test, members, failures)
 
 
 def _retrain(template, data, values, epochs, seed, path):

@@ -74,13 +74,14 @@ def copy_state(source, target):
         source: the fold's freshly built, compiled `keras.Model`.
         target: a model for which `can_share(target, source)` holds.
     """
-    for target_variable, source_variable in zip(_state(target), _state(source), strict=True):
+    for target_variable, source_variable in zip(training_state(target), training_state(source),
+                                                strict=True):
         # A copy, not the same array: JAX frees (donates) a model's state
         # arrays when its compiled steps run, and the other model would lose it.
         target_variable.assign(ops.convert_to_numpy(source_variable.value))
 
 
-def _state(model):
+def training_state(model):
     """Every variable `model.fit` starts from: the model's, then its (built) optimizer's."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)

@@ -87,7 +87,7 @@ class FitRecord:
 
 
 @contextlib.contextmanager
-def fused(model, row_counts=()):
+def fused(model, row_counts=(), ahead=None):
     """While open, `model.fit` runs as one compiled program where it can (JAX only).
 
     Args:
@@ -95,6 +95,8 @@ def fused(model, row_counts=()):
         row_counts: optional `(training_rows, validation_rows)` of every fit
             that will run in this model, e.g. a trial's folds: the program is
             then compiled for the largest and serves them all.
+        ahead: optional `FoldsAhead` of the later fits in `model`: the first
+            fit starts their programs side by side with its own.
 
     Yields:
         `FitRecord` of the calls made while open.
@@ -105,7 +107,7 @@ def fused(model, row_counts=()):
         arguments = _fit_arguments(*args, **kwargs)
         reason = unsupported(model, arguments)
         if reason is None:
-            fused_fit = _FusedFit(model, arguments, row_counts)
+            fused_fit = _FusedFit(model, arguments, row_counts, ahead)
             reason = fused_fit.prepare()
         if reason is not None:
             record.keras.append(reason)
@@ -202,8 +204,9 @@ def _fit_arguments(x=None, y=None, batch_size=None, epochs=1, verbose="auto", ca
 class _FusedFit:
     """One `fit` call as one compiled program; `run()` returns its `History`."""
 
-    def __init__(self, model, arguments, row_counts):
+    def __init__(self, model, arguments, row_counts, ahead=None):
         self.model = model
+        self.ahead = ahead
         self.train = arguments["x"]
         self.validation = arguments["validation_data"]
         self.initial_epoch = arguments["initial_epoch"]
@@ -223,7 +226,7 @@ class _FusedFit:
         model = self.model
         keras_internals.build_for_fit(model, self.train[0])
         model.reset_metrics()
-        self.names = list(_flat(model.get_metrics_result()))
+        self.names = _metric_names(model)
         self.stopping = next((callback for callback in self.callbacks
                               if isinstance(callback, keras.callbacks.EarlyStopping)), None)
         if self.stopping is not None:
@@ -258,7 +261,11 @@ class _FusedFit:
             batch_size=self.train.batch_size,
             max_batches=self.train_capacity // self.train.batch_size,
             validation_tail=self.validation_tail))
-        outputs = _numpy(program(self._program_inputs(model)))
+        inputs = self._program_inputs(_state_values(model), self.train, self.validation)
+        if self.ahead is not None:
+            outputs = self.ahead.outputs(model, program, inputs, self._later_inputs)
+        else:
+            outputs = program.run(inputs)
         for variables, values in zip(_state_variables(model), outputs["state"], strict=True):
             for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
@@ -288,23 +295,41 @@ class _FusedFit:
             callback.on_train_end(logs=logs)
         return history
 
-    def _program_inputs(self, model):
-        train = self.train
+    def _program_inputs(self, state, train, validation):
+        """The program's arguments for a fit from `state` on `train` (and `validation`)."""
         # The orders `ArrayBatches` serves epoch after epoch, drawn ahead. Keras'
         # `fit` draws one before its first epoch too (its epoch iterator's reset).
         orders = np.zeros((self.epochs, self.train_capacity), "int32")
         orders[:, :train.num_rows] = train.next_orders(self.epochs)
         return (
-            [[variable.value for variable in variables] for variables in _state_variables(model)],
-            [variable.value for variable in model.metrics_variables],
+            state,
+            [variable.value for variable in self.model.metrics_variables],
             ({name: _padded(values, self.train_capacity) for name, values in train.inputs.items()},
              _padded(np.asarray(train.targets), self.train_capacity)),
-            orders, np.int32(len(train)), self._validation_inputs(), np.int32(self.initial_epoch),
+            orders, np.int32(len(train)), self._validation_inputs(validation),
+            np.int32(self.initial_epoch),
         )
 
-    def _validation_inputs(self):
+    def _later_inputs(self, folds):
+        """The program's arguments of each later fit of `folds`, as this fit's would be.
+
+        Each later fit is assumed to pass its fold's `training_batches` (with
+        this fit's batch size and seed) and `validation_batches`, from the
+        state its model starts from; `FoldsAhead` checks the assumption.
+        """
+        later = []
+        for fold_model, data in folds:
+            train = data.training_batches(self.train.batch_size, seed=self.train.seed)
+            validation = data.validation_batches() if self.validation is not None else None
+            if not isinstance(train, ArrayBatches) or (
+                    validation is not None and not isinstance(validation, ArrayBatches)):
+                return []
+            later.append(self._program_inputs(_state_values(self.model, fold_model), train,
+                                              validation))
+        return later
+
+    def _validation_inputs(self, validation):
         """`(rows of one batch, padded tail rows, tail rows in use)`, or `None`."""
-        validation = self.validation
         if validation is None:
             return None
         main, tail = slice(0, self.validation_main), slice(self.validation_main, None)
@@ -386,14 +411,119 @@ class _Program:
         self.jitted = jitted
         self.compiled = {}
 
-    def __call__(self, inputs):
-        """Runs the program on `inputs` (a tuple of its arguments); returns its outputs."""
+    def compiled_for(self, inputs):
+        """The executable for `inputs` (a tuple of the program's arguments), compiled on first use."""
         import jax
 
         key = str(jax.tree.map(lambda value: (np.shape(value), np.result_type(value)), inputs))
         if key not in self.compiled:
             self.compiled[key] = _compile_quickly(self.jitted.lower(*inputs))
-        return self.compiled[key](*inputs)
+        return self.compiled[key]
+
+    def run(self, inputs):
+        """Runs the program on `inputs`; returns its outputs as numpy arrays."""
+        return _run(self.compiled_for(inputs), inputs)
+
+
+def _run(executable, inputs):
+    return _numpy(executable(*inputs))
+
+
+class FoldsAhead:
+    """Runs the programs of a trial's later folds ahead, side by side with the first fold's.
+
+    A trial's folds train one after the other in one model, each from its
+    own fold model's state (`tuning.fold_models`), with one compiled program.
+    On a CPU, one run of such a program keeps its thread pool busy waiting
+    between small operations: on two cores, two runs side by side finish in
+    the time of one (the same outputs, bit for bit). So when the first fit in
+    `model` has compiled the program, it starts the runs of the later folds
+    too, from the arguments their fits will pass (their fold models' states,
+    their folds' `training_batches` and `validation_batches` with its batch
+    size and seed), on `workers` threads beside its own. A later fit takes
+    the outputs of the run whose arguments equal its own, array for array,
+    and runs the program itself otherwise; runs nobody took are cancelled
+    when the block ends. Everything else, the callbacks and the template's
+    own code included, runs as before, fold after fold.
+
+    Args:
+        model: the compiled `keras.Model` the folds train in.
+        folds: list of `(fold_model, data)` of the later folds: the model
+            whose state a fold's fit starts from (copied into `model`) and
+            its `templates.recipe.TemplateData`.
+        workers: int, programs run at once; 1 runs each fold's when it fits.
+
+    Example:
+
+    >>> with FoldsAhead(model=None, folds=[], workers=2) as ahead:
+    ...     ahead.started
+    False
+    """
+
+    def __init__(self, model, folds, workers):
+        self.model = model
+        self.folds = list(folds)
+        self.workers = workers
+        self.started = False
+        self._pool = None
+        self._pending = []  # (program, inputs, future) of the runs started ahead
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        self.close()
+
+    def outputs(self, model, program, inputs, later_inputs):
+        """The outputs of `program` on `inputs`: taken from a run started ahead, or run now.
+
+        Args:
+            model: the model the calling fit trains.
+            program: its `_Program`.
+            inputs: the program's arguments for this fit.
+            later_inputs: callable taking `folds`, returning the arguments of
+                each later fold's fit (`_FusedFit._later_inputs`).
+        """
+        for index, (started_program, started_inputs, future) in enumerate(self._pending):
+            if started_program is program and _same_arguments(started_inputs, inputs):
+                del self._pending[index]
+                return future.result()
+        executable = program.compiled_for(inputs)
+        if self.started or model is not self.model or self.workers < 2 or not self.folds:
+            return _run(executable, inputs)
+        self.started = True
+        later = later_inputs(self.folds)
+        if not later:
+            return _run(executable, inputs)
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fold")
+        own = self._pool.submit(_run, executable, inputs)
+        self._pending = [(program, arguments, self._pool.submit(_run, executable, arguments))
+                         for arguments in later]
+        return own.result()
+
+    def close(self):
+        """Cancels the runs nobody took and waits for those under way."""
+        for _, _, future in self._pending:
+            future.cancel()
+        self._pending = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def _same_arguments(first, second):
+    """Whether two argument trees hold equal arrays (shapes, dtypes, values) in the same places."""
+    import jax
+
+    if jax.tree.structure(first) != jax.tree.structure(second):
+        return False
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second), strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.dtype != b.dtype or not np.array_equal(a, b):
+            return False
+    return True
 
 
 def _make_program(model, shape):
@@ -548,6 +678,23 @@ def _state_variables(model):
     return (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)
 
 
+def _state_values(model, source=None):
+    """The values of `model`'s training state, in `_state_variables` order.
+
+    With `source`, a model of the same architecture, the values `model`
+    would hold once `tuning.fold_models.copy_state(source, model)` had run.
+    """
+    from tuning import fold_models
+
+    if source is None:
+        return [[variable.value for variable in variables] for variables in _state_variables(model)]
+    positions = {id(variable): index
+                 for index, variable in enumerate(fold_models.training_state(model))}
+    values = [variable.value for variable in fold_models.training_state(source)]
+    return [[values[positions[id(variable)]] for variable in variables]
+            for variables in _state_variables(model)]
+
+
 def _weight_positions(model):
     """Where each of `model.weights` is in the state: `(0 or 1, index)`, trainable or not."""
     positions = {}
@@ -564,6 +711,16 @@ def _padded(values, rows):
     if missing <= 0:
         return values
     return np.concatenate([values, np.zeros((missing, *values.shape[1:]), values.dtype)])
+
+
+def _metric_names(model):
+    """The names of `model.get_metrics_result()`, flattened, read from a trace: no compilation."""
+    import jax
+
+    try:
+        return list(_flat(jax.eval_shape(model.get_metrics_result)))
+    except Exception:  # noqa: BLE001 - a result that is no array: computed eagerly
+        return list(_flat(model.get_metrics_result()))
 
 
 def _flat(logs):

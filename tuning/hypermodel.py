@@ -14,6 +14,7 @@ Example:
 """
 
 import json
+import os
 import weakref
 
 import keras_tuner
@@ -71,10 +72,13 @@ class TemplateHyperModel(keras_tuner.HyperModel):
             not keep: use `1` with it. Defaults to `1`.
         seed: int, seeds every trial's weights, shuffling and folds alike,
             so trials differ only in their hyperparameters. Defaults to `42`.
+        parallel_folds: int, on JAX, the folds' compiled programs run this
+            many at a time (`tuning.fused_fit.FoldsAhead`); `1` runs each
+            in turn. Defaults to the CPU cores this process may use.
     """
 
     def __init__(self, template, data, *, space=None, max_epochs=100, patience=10, folds=1,
-                 seed=42, **kwargs):
+                 seed=42, parallel_folds=None, **kwargs):
         super().__init__(**kwargs)
         self.template = template
         self.data = data
@@ -83,6 +87,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         self.patience = patience
         self.folds = folds
         self.seed = seed
+        self.parallel_folds = available_cores() if parallel_folds is None else parallel_folds
         self.fold_rows = None
         self._first_fold_models = weakref.WeakSet()  # built by `build` on the first fold
         if folds > 1:
@@ -134,7 +139,9 @@ class TemplateHyperModel(keras_tuner.HyperModel):
                 program for every fold (`tuning.fold_models`). On JAX each
                 fit runs as one compiled program, epochs and early stopping
                 included, with the same history as Keras' loop
-                (`tuning.fused_fit`).
+                (`tuning.fused_fit`); every fold's model is built first, so
+                that the later folds' programs run beside the first's
+                (`parallel_folds` at a time).
             *args: unused (the rows are the hypermodel's `data`).
             epochs: int, the last epoch to train; Hyperband sets it, otherwise
                 `max_epochs`.
@@ -148,9 +155,9 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         config = TrainingConfig(epochs=epochs or self.max_epochs, patience=self.patience,
                                 monitor=OBJECTIVE, seed=self.seed)
 
-        def train(fold_model, data):
+        def train(fold_model, data, ahead=None):
             # On JAX, the whole fit as one compiled program (`tuning.fused_fit`).
-            with fused_fit.fused(fold_model, row_counts=self.fold_row_counts()):
+            with fused_fit.fused(fold_model, row_counts=self.fold_row_counts(), ahead=ahead):
                 history = self.template.fit_model(
                     hp, fold_model, data, config, callbacks=[FailOnNaN(), *callbacks],
                     progress=False, initial_epoch=initial_epoch, **kwargs,
@@ -162,22 +169,37 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         if initial_epoch:
             raise ValueError(f"Received initial_epoch={initial_epoch} with folds={self.folds}; "
                              "K-fold trials start from scratch (use folds=1 with Hyperband).")
+        folds = self.fold_data()
+        fold_models_built = self._fold_models(hp, model, folds)
+        # Trained in `model`'s compiled steps where only weights differ.
+        shares = [fold_model is model or fold_models.can_share(model, fold_model)
+                  for fold_model in fold_models_built]
+        later = [(fold_model, fold) for fold_model, fold, shared
+                 in zip(fold_models_built[1:], folds[1:], shares[1:], strict=True)
+                 if shared and fold_model is not model]
         results = []
-        for index, fold in enumerate(self.fold_data()):
+        # On JAX, the first fit starts the later folds' programs beside its own.
+        with fused_fit.FoldsAhead(model, later, workers=self.parallel_folds) as ahead:
+            for fold_model, fold, shared in zip(fold_models_built, folds, shares, strict=True):
+                if shared and fold_model is not model:
+                    fold_models.copy_state(fold_model, model)
+                    fold_model = model
+                results.append(train(fold_model, fold, ahead))
+        means = {name: float(np.mean([result[name] for result in results])) for name in results[0]}
+        return {**means, "best_epoch": max(1, round(means["best_epoch"]))}
+
+    def _fold_models(self, hp, model, folds):
+        """Each fold's freshly built model: `model` for the first, when `build` built it for it."""
+        built = []
+        for index, fold in enumerate(folds):
             if index == 0 and model in self._first_fold_models:
                 # `build` built it on this fold; trained now, it is no longer
                 # a fresh start for another `fit`.
                 self._first_fold_models.discard(model)
-                fold_model = model
+                built.append(model)
             else:
-                fold_model = self.build_on(hp, fold)
-            # Trained in `model`'s compiled steps where only weights differ.
-            if fold_model is not model and fold_models.can_share(model, fold_model):
-                fold_models.copy_state(fold_model, model)
-                fold_model = model
-            results.append(train(fold_model, fold))
-        means = {name: float(np.mean([result[name] for result in results])) for name in results[0]}
-        return {**means, "best_epoch": max(1, round(means["best_epoch"]))}
+                built.append(self.build_on(hp, fold))
+        return built
 
     def fold_data(self):
         """The `TemplateData` of each fold (its training and validation rows); empty without folds."""
@@ -188,6 +210,13 @@ class TemplateHyperModel(keras_tuner.HyperModel):
     def fold_row_counts(self):
         """`(training rows, validation rows)` of each fold; empty without folds."""
         return [(len(train), len(validation)) for train, validation in self.fold_rows or ()]
+
+
+def available_cores():
+    """The CPU cores this process may run on (its affinity, where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _check_reports_data_loss(model):
