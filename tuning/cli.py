@@ -91,7 +91,8 @@ def parser():
                         help="local worker processes; 0 runs trials in this process (default: 0)")
     result.add_argument("--threads", type=int, default=0,
                         help="compute threads in this process (on TensorFlow, one more runs the "
-                        "input pipeline); 0 lets the backend choose (default: 0)")
+                        "input pipeline; on JAX, a trial's folds train this many at a time); "
+                        "0 lets the backend choose (default: 0)")
     result.add_argument("--seed", type=int, default=42)
     add_backend_argument(result)
     return result
@@ -318,8 +319,11 @@ def main(argv, pool=None):
     # chief declared: reading it again would build the template's model in
     # one more process, at the start, beside the chief's (about 0.5 s each).
     space = {} if _is_worker() else narrow_space(args.fix, template_space(template, data))
+    # A trial's folds run side by side on as many cores as its process may
+    # use: --threads (a local worker's share of the cores), else all of them.
     hypermodel = TemplateHyperModel(template, data, space=space, max_epochs=args.max_epochs,
-                                    patience=args.patience, folds=folds, seed=args.seed)
+                                    patience=args.patience, folds=folds, seed=args.seed,
+                                    parallel_folds=args.threads or None)
     if not _is_worker():
         check_settings(args.directory, {
             "task": args.task, "tuner": args.tuner, "space": describe(space),
