@@ -40,6 +40,9 @@ from templates.tasks import get_task
 from templates.training import TrainingConfig
 
 EVALUATION_BATCH_SIZE = 1024
+# Frames up to this many cells are converted for the model once, whole
+# (`TemplateData.inputs`): a copy of at most 20 MB of float32.
+CONVERTED_MAX_CELLS = 5_000_000
 MODEL_INFO_LAYER = "model_info"
 
 
@@ -75,6 +78,10 @@ class TemplateData:
     frame: pd.DataFrame
     labels: object
     split: data_module.Split
+    # Every row of `frame` converted for the model (`frame_to_inputs`), by
+    # column kinds and vocabularies; shared with the copies `with_rows`
+    # makes (a trial's folds), so that each `inputs` call only picks rows.
+    converted: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def class_names(self):
@@ -128,9 +135,26 @@ class TemplateData:
 
     def inputs(self, rows):
         """`(inputs, targets)` of the rows at positions `rows` of `frame`."""
-        return (preprocessing.frame_to_inputs(self.frame.iloc[rows], self.kinds(),
-                                              self.vocabularies()),
-                self.labels.values[rows])
+        kinds, vocabularies = self.kinds(), self.vocabularies()
+        every_row = self._every_row(kinds, vocabularies)
+        if every_row is None:
+            inputs = preprocessing.frame_to_inputs(self.frame.iloc[rows], kinds, vocabularies)
+        else:
+            inputs = {name: values[np.asarray(rows, dtype=int)] for name, values in every_row.items()}
+        return inputs, self.labels.values[rows]
+
+    def _every_row(self, kinds, vocabularies):
+        """`frame_to_inputs` of every row, kept in `converted`; `None` for a large or unconvertible frame."""
+        if self.frame.size > CONVERTED_MAX_CELLS:
+            return None
+        key = (tuple(kinds.items()),
+               tuple((name, tuple(vocabulary)) for name, vocabulary in vocabularies.items()))
+        if key not in self.converted:
+            try:
+                self.converted[key] = preprocessing.frame_to_inputs(self.frame, kinds, vocabularies)
+            except TemplateError:  # a bad value in other rows: each call converts its own rows
+                self.converted[key] = None
+        return self.converted[key]
 
     def training_batches(self, batch_size, seed=0):
         """The training rows in batches reshuffled every epoch (`templates.batches.make_batches`)."""

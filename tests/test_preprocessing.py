@@ -6,8 +6,10 @@ import pytest
 
 from conftest import make_frame
 from templates import batches, binary, preprocessing, regression
+from templates.data import Split
+from templates.errors import TemplateError
 from templates.predict import predict_frame
-from templates.recipe import prepare
+from templates.recipe import TemplateData, prepare, prepare_data
 
 
 def test_normalisation_is_adapted_on_the_training_split_only(tiny_config):
@@ -111,3 +113,34 @@ def test_a_shuffled_dataset_yields_every_row_once_per_epoch_in_a_new_order(num_r
     np.testing.assert_array_equal(np.sort(first), rows)
     np.testing.assert_array_equal(np.sort(second), rows)
     assert not np.array_equal(first, rows) and not np.array_equal(first, second)
+
+
+def test_the_rows_of_a_fold_are_picked_from_one_conversion_with_the_fold_s_vocabulary():
+    frame = make_frame("binary")
+    data = prepare_data("binary", frame.drop(columns="target"), frame["target"])
+    # A fold whose training rows lack one colour: its vocabulary differs.
+    rows = np.concatenate([data.split.train, data.split.validation])
+    without_blue = rows[frame["colour"].iloc[rows].to_numpy() != "blue"]
+    for fold in (data.with_rows(rows), data.with_rows(without_blue[:60], rows[:20])):
+        for picked in (fold.split.train, fold.split.validation, rows):
+            inputs, targets = fold.inputs(picked)
+            expected = preprocessing.frame_to_inputs(frame.iloc[picked], fold.kinds(),
+                                                     fold.vocabularies())
+            assert inputs.keys() == expected.keys()
+            for name, values in expected.items():
+                assert inputs[name].dtype == values.dtype
+                np.testing.assert_array_equal(inputs[name], values)
+            np.testing.assert_array_equal(targets, data.labels.values[picked])
+    # One conversion per vocabulary, shared by the copies of the data.
+    assert data.with_rows(rows).converted is data.converted and len(data.converted) == 2
+
+
+def test_a_bad_value_outside_the_rows_asked_for_does_not_stop_their_conversion():
+    split = Split(train=np.array([0, 1, 2]), validation=np.array([], int), test=np.array([3]))
+    labels = type("Labels", (), {"values": np.zeros(4, "float32")})()
+    data = TemplateData("regression", pd.DataFrame({"n": ["1", "2", "3", "abc"]}), labels, split)
+    data.kinds = lambda: {"n": preprocessing.NUMERIC}  # as if inferred from numbers
+    inputs, _ = data.inputs([0, 2])
+    np.testing.assert_array_equal(inputs[preprocessing.NUMERIC_INPUT], [[1.0], [3.0]])
+    with pytest.raises(TemplateError, match="'abc'"):
+        data.inputs([3])
