@@ -91,8 +91,7 @@ def parser():
                         help="local worker processes; 0 runs trials in this process (default: 0)")
     result.add_argument("--threads", type=int, default=0,
                         help="compute threads in this process (on TensorFlow, one more runs the "
-                        "input pipeline; on JAX, a trial's folds train this many at a time); "
-                        "0 lets the backend choose (default: 0)")
+                        "input pipeline); 0 lets the backend choose (default: 0)")
     result.add_argument("--seed", type=int, default=42)
     add_backend_argument(result)
     return result
