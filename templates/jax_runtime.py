@@ -5,7 +5,8 @@ persistent compilation cache (a search compiles the same training step for
 every fold and for trials of the same shape, and each trial runs in a fresh
 process that would otherwise compile it again), draws initial weights
 through a few compiled programs instead of one per weight shape
-(`bucketed_sampler`), and keeps Keras from importing TensorFlow when it
+(`bucketed_sampler`), makes zeros and ones in numpy outside compiled steps
+(`host_constructor`: no compilation per shape), and keeps Keras from importing TensorFlow when it
 saves a model (about 3 s of every process that saves one).
 `limit_jax_threads` caps a search worker's compute threads.
 
@@ -15,6 +16,7 @@ Example:
 True
 """
 
+import importlib
 import os
 import sys
 
@@ -182,24 +184,28 @@ def host_constructor(construct, fill):
 
 
 def _draw_initial_weights_in_buckets():
-    try:
-        from keras.src.backend.jax import random
-    except ImportError:
-        return
-    for name in SAMPLERS:
-        sample = getattr(random, name, None)
-        if sample is not None and not hasattr(sample, "wrapped_sample"):
-            setattr(random, name, bucketed_sampler(sample))
+    _wrap_keras_functions("keras.src.backend.jax.random", SAMPLERS, "wrapped_sample",
+                          lambda name, sample: bucketed_sampler(sample))
 
 
 def _construct_on_host():
-    try:
-        from keras.src.backend.jax import numpy as jax_numpy
-    except ImportError:
-        return
     import numpy as np
 
-    for name in CONSTRUCTORS:
-        construct = getattr(jax_numpy, name, None)
-        if construct is not None and not hasattr(construct, "wrapped_construct"):
-            setattr(jax_numpy, name, host_constructor(construct, getattr(np, name)))
+    _wrap_keras_functions("keras.src.backend.jax.numpy", CONSTRUCTORS, "wrapped_construct",
+                          lambda name, construct: host_constructor(construct, getattr(np, name)))
+
+
+def _wrap_keras_functions(module_name, names, marker, wrap):
+    """Replaces each function `names` of Keras' `module_name` by `wrap(name, function)`, once.
+
+    A function already wrapped (it has the attribute `marker`) is left as it
+    is; a Keras release without the module or a function leaves it out.
+    """
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return
+    for name in names:
+        function = getattr(module, name, None)
+        if function is not None and not hasattr(function, marker):
+            setattr(module, name, wrap(name, function))

@@ -216,21 +216,41 @@ def test_a_cross_validated_trial_scores_as_with_keras_fit(data, monkeypatch):
         assert fused_scores[name] == pytest.approx(value, rel=1e-5), name
 
 
+def recorded_fold_scores(monkeypatch):
+    """Each fold's scores, in fold order, as the hypermodel reads them from its history."""
+    from tuning import hypermodel
+
+    scores, read = [], hypermodel._scores
+    monkeypatch.setattr(hypermodel, "_scores", lambda *args: scores.append(read(*args)) or
+                        scores[-1])
+    return scores
+
+
 @on_jax
 def test_later_folds_run_ahead_beside_the_first_with_the_same_scores(data, monkeypatch):
     hp = fixed_hyperparameters()
     one_at_a_time = TemplateHyperModel(binary, data, max_epochs=6, patience=2, folds=3,
                                        parallel_folds=1)
-    threads = recorded_runs(monkeypatch)
+    threads, fold_scores = recorded_runs(monkeypatch), recorded_fold_scores(monkeypatch)
     expected = one_at_a_time.fit(hp, one_at_a_time.build(hp))
+    expected_folds = list(fold_scores)
     assert len(threads) == 3 and not any(name.startswith("fold") for name in threads)
+    # The folds score differently: a fold given another's outputs would show.
+    assert len({score["val_data_loss"] for score in expected_folds}) == 3
 
     side_by_side = TemplateHyperModel(binary, data, max_epochs=6, patience=2, folds=3,
                                       parallel_folds=2)
     threads.clear()
+    fold_scores.clear()
     assert side_by_side.fit(hp, side_by_side.build(hp)) == expected  # bit for bit
+    assert fold_scores == expected_folds  # fold by fold, in order
     # Each fold's program ran once, all of them on the two threads.
     assert len(threads) == 3 and all(name.startswith("fold") for name in threads)
+
+
+def test_parallel_folds_below_one_is_refused_with_its_value(data):
+    with pytest.raises(ValueError, match="parallel_folds=0"):
+        TemplateHyperModel(binary, data, folds=3, parallel_folds=0)
 
 
 @on_jax

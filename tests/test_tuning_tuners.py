@@ -5,7 +5,7 @@ import os
 import keras
 import numpy as np
 
-from tuning.tuners import SaveWeightsAtEnd, _fit_then_save
+from tuning.tuners import TrialCheckpoint, fit_then_save
 
 
 def small_model(seed):
@@ -16,7 +16,7 @@ def small_model(seed):
 def test_a_trial_saves_its_checkpoint_once_with_the_weights_of_the_fit_that_ended_last(
         tmp_path):
     path = str(tmp_path / "checkpoint.weights.h5")
-    saver = SaveWeightsAtEnd(path)
+    saver = TrialCheckpoint(path)
     first_fold, last_fold = small_model(1), small_model(2)
     saved_during_fits = []
 
@@ -28,7 +28,7 @@ def test_a_trial_saves_its_checkpoint_once_with_the_weights_of_the_fit_that_ende
         saved_during_fits.append(os.path.exists(path))
         return {"val_data_loss": 0.5}
 
-    assert _fit_then_save(fit, saver, [first_fold, last_fold], callbacks=[saver]) == {
+    assert fit_then_save(fit, saver, [first_fold, last_fold], callbacks=[saver]) == {
         "val_data_loss": 0.5}
     assert saved_during_fits == [False]
     restored = small_model(3)
@@ -40,5 +40,5 @@ def test_a_trial_saves_its_checkpoint_once_with_the_weights_of_the_fit_that_ende
 
 def test_a_trial_whose_fit_never_ended_saves_no_checkpoint(tmp_path):
     path = tmp_path / "checkpoint.weights.h5"
-    _fit_then_save(lambda callbacks: {}, SaveWeightsAtEnd(str(path)), callbacks=[])
+    fit_then_save(lambda callbacks: {}, TrialCheckpoint(str(path)), callbacks=[])
     assert not path.exists()

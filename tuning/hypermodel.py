@@ -87,6 +87,9 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         self.patience = patience
         self.folds = folds
         self.seed = seed
+        if parallel_folds is not None and (not isinstance(parallel_folds, int) or parallel_folds < 1):
+            raise ValueError(f"Received parallel_folds={parallel_folds!r}; expected an integer >= 1 "
+                             "(or None: every core).")
         self.parallel_folds = available_cores() if parallel_folds is None else parallel_folds
         self.fold_rows = None
         self._first_fold_models = weakref.WeakSet()  # built by `build` on the first fold

@@ -92,7 +92,7 @@ class HyperbandOracle(AtomicOracleState, ProgressOracle, KnownMetricDirections,
     """KerasTuner's Hyperband with progress lines and a failure limit."""
 
 
-class SaveWeightsAtEnd(keras.callbacks.Callback):
+class TrialCheckpoint(keras.callbacks.Callback):
     """Saves to `filepath`, once asked (`save()`), the weights of the model whose fit ended last.
 
     A cross-validated trial fits once per fold and passes this callback to
@@ -116,7 +116,7 @@ class SaveWeightsAtEnd(keras.callbacks.Callback):
             self._trained = None
 
 
-def _fit_then_save(fit, saver, *args, **kwargs):
+def fit_then_save(fit, saver, *args, **kwargs):
     """`fit(*args, **kwargs)`, then `saver.save()`: the trial's checkpoint, once."""
     results = fit(*args, **kwargs)
     saver.save()
@@ -159,10 +159,10 @@ class TemplateTuner(PopulateSpaceHook, keras_tuner.Tuner):
 
     def run_trial(self, trial, *args, **kwargs):
         callbacks = trial_callbacks(self, trial, kwargs.pop("callbacks", []))
-        saver = SaveWeightsAtEnd(checkpoint_path(self, trial.trial_id))
+        saver = TrialCheckpoint(checkpoint_path(self, trial.trial_id))
         callbacks.append(saver)
         try:
-            return run_isolated(_fit_then_save, build_and_fit(self), saver, trial, *args,
+            return run_isolated(fit_then_save, build_and_fit(self), saver, trial, *args,
                                 callbacks=callbacks, **kwargs)
         except TrialProcessError as error:
             raise keras_tuner.errors.FailedTrialError(str(error)) from error
