@@ -170,6 +170,87 @@ def test_folds_of_different_sizes_share_one_program_and_each_trains_as_keras_fit
     assert len(fused_fit._programs[shared]) == 1  # one compiled program
 
 
+@pytest.fixture
+def compilation_cache_hits(tmp_path):
+    """Counts the programs JAX reads back from a persistent compilation cache, empty at first."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    previous = jax.config.jax_compilation_cache_dir
+    compilation_cache.set_cache_dir(str(tmp_path / "jax-cache"))
+    compilation_cache.reset_cache()
+    hits = []
+
+    def listen(event, **kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            hits.append(event)
+
+    jax.monitoring.register_event_listener(listen)
+    yield hits
+    jax.monitoring.unregister_event_listener(listen)
+    compilation_cache.set_cache_dir(previous)
+    compilation_cache.reset_cache()
+
+
+@on_jax
+def test_early_stopping_settings_are_arguments_of_one_compiled_program(data):
+    seed_everything(5)
+    model = binary.build_model(FixedHyperParameters(SMALL), data)
+    initial = fold_models.training_state(model)
+    initial = [np.array(variable.value) for variable in initial]
+    for settings in ({"monitor": "val_loss", "patience": 1},
+                     {"monitor": "val_accuracy", "mode": "max", "patience": 3, "min_delta": 0.01},
+                     {"monitor": "loss", "patience": 2, "restore_best_weights": False}):
+        for variable, value in zip(fold_models.training_state(model), initial, strict=True):
+            variable.assign(value)
+        with fused_fit.fused(model) as record:
+            model.fit(data.training_batches(32, seed=5), validation_data=data.validation_batches(),
+                      epochs=6, verbose=0, shuffle=False,
+                      callbacks=[keras.callbacks.EarlyStopping(**settings)])
+        assert record.fused == 1, record.keras
+    (program,) = fused_fit._programs[model].values()
+    assert len(program.compiled) == 1
+
+
+@on_jax
+def test_a_final_retraining_runs_the_program_its_trial_compiled(data, compilation_cache_hits):
+    # A trial: a fold with validation rows and early stopping, 40 epochs at most.
+    rows, all_rows = data.split.train, np.concatenate([data.split.train, data.split.validation])
+    fold = data.with_rows(rows[:90], rows[90:])
+    row_counts = [(90, len(rows) - 90), (len(all_rows), 0)]
+    hp = FixedHyperParameters(SMALL)
+    config = TrainingConfig(epochs=40, patience=2, monitor=OBJECTIVE, seed=7)
+    seed_everything(7)
+    trial_model = binary.build_model(hp, fold)
+    with fused_fit.fused(trial_model, row_counts=row_counts, max_epochs=40) as record:
+        binary.fit_model(hp, trial_model, fold, config, callbacks=[FailOnNaN()], progress=False)
+    assert record.fused == 1 and compilation_cache_hits == []
+
+    # Its retraining, in a model of its own (as in another process): every
+    # row, no validation, no early stopping, its best epoch count.
+    everything = data.with_rows(all_rows)
+
+    def retrain(fused):
+        seed_everything(7)
+        model = binary.build_model(hp, everything)
+        arguments = {"x": everything.training_batches(32, seed=7), "epochs": 6,
+                     "callbacks": [FailOnNaN()], "verbose": 0, "shuffle": False}
+        if not fused:
+            return model, model.fit(**arguments)
+        with fused_fit.fused(model, row_counts=row_counts, max_epochs=40) as record:
+            history = model.fit(**arguments)
+        assert record.fused == 1, record.keras
+        return model, history
+
+    (keras_model, expected), (model, history) = retrain(fused=False), retrain(fused=True)
+    assert len(compilation_cache_hits) == 1  # the trial's program, read back, not compiled
+    assert_same_history(expected, history)
+    assert sorted(history.history) == ["accuracy", "data_loss", "loss"]  # no validation
+    for expected_weights, weights in zip(keras_model.get_weights(), model.get_weights(),
+                                         strict=True):
+        np.testing.assert_allclose(weights, expected_weights, rtol=1e-5, atol=1e-7)
+
+
 @on_jax
 def test_a_model_trained_by_a_fused_fit_is_freed_with_its_program(data):
     model, history, record = template_fit(data, fused=True, epochs=2)

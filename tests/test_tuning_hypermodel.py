@@ -89,6 +89,16 @@ def test_a_second_fit_of_the_same_trial_model_starts_every_fold_afresh():
     assert hypermodel.fit(hp, model) == pytest.approx(first, rel=1e-5)
 
 
+@pytest.mark.parametrize("folds", [1, 3])
+def test_a_trials_program_serves_its_fits_and_the_final_retraining_on_every_row(folds):
+    hypermodel, _ = hypermodel_for("binary", [], rows=150, folds=folds)
+    split = hypermodel.data.split
+    every_row = (len(split.train) + len(split.validation), 0)  # nothing left to validate on
+    fits = hypermodel.fold_row_counts() or [(len(split.train), len(split.validation))]
+    assert len(fits) == folds
+    assert hypermodel.program_row_counts() == [*fits, every_row]
+
+
 def test_the_space_is_the_templates_own_declarations_in_their_order():
     hypermodel, hp = hypermodel_for("binary", [], rows=150)
     assert list(hypermodel.space) == ["activation", "l2", "dropout", "width", "depth",

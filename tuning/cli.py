@@ -238,7 +238,7 @@ def _set_threads(threads):
         tf.config.threading.set_inter_op_parallelism_threads(threads + 1)
 
 
-def write_results(args, template, oracle, space, frame, labels, split, folds):
+def write_results(args, template, oracle, space, frame, labels, split, folds, trial_row_counts=()):
     """Writes the leaderboard, the final model (the best trials, retrained and averaged) and the report."""
     board = leaderboard(oracle, names=list(space))
     artifacts.replace_atomically(os.path.join(args.directory, "leaderboard.csv"),
@@ -257,8 +257,10 @@ def write_results(args, template, oracle, space, frame, labels, split, folds):
          int(trial.metrics.get_last_value(BEST_EPOCH)))
         for trial in best
     ]
+    # On JAX each configuration retrains with the program its trial compiled.
     retraining = Retraining(args.task, frame, labels, split, configurations, seed=args.seed,
-                            template=template)
+                            template=template, trial_row_counts=trial_row_counts,
+                            max_epochs=args.max_epochs)
     # While the final models train in their processes: the report's plot,
     # the baselines and the importances.
     plot_sensitivity(board, space, os.path.join(args.directory, "sensitivity.png"))
@@ -338,7 +340,8 @@ def main(argv, pool=None):
         oracle = _search(args, argv, hypermodel, search_args, pool)
         if oracle is None:
             return 0
-        test, baselines = write_results(args, template, oracle, space, frame, labels, split, folds)
+        test, baselines = write_results(args, template, oracle, space, frame, labels, split, folds,
+                                        hypermodel.program_row_counts())
     except SearchFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SEARCH_FAILED

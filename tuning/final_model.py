@@ -61,7 +61,8 @@ class FinalModel:
     failures: dict
 
 
-def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42, template=None):
+def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42, template=None,
+                     trial_row_counts=(), max_epochs=None):
     """Retrains each configuration on train+validation and averages them.
 
     Without a validation split there is nothing to stop early on, so each
@@ -89,6 +90,12 @@ def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42, tem
         seed: int. Defaults to `42`.
         template: the template module whose `build_model` builds each
             configuration. Defaults to the task's bundled template.
+        trial_row_counts: optional `(training rows, validation rows)` of the
+            fits a trial's compiled program serves, this retraining's
+            included (`TemplateHyperModel.program_row_counts`), and
+        max_epochs: the search's epoch limit: on JAX, each configuration
+            then trains with the program its trial compiled (read back from
+            the persistent compilation cache) rather than compiling its own.
 
     Returns:
         `FinalModel`.
@@ -96,8 +103,8 @@ def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42, tem
     Raises:
         TemplateError: if retraining fails for every configuration.
     """
-    return Retraining(task, frame, labels, split, configurations, seed=seed,
-                      template=template).result()
+    return Retraining(task, frame, labels, split, configurations, seed=seed, template=template,
+                      trial_row_counts=trial_row_counts, max_epochs=max_epochs).result()
 
 
 class Retraining:
@@ -109,7 +116,8 @@ class Retraining:
     fits the baselines in between. Takes `retrain_ensemble`'s arguments.
     """
 
-    def __init__(self, task, frame, labels, split, configurations, *, seed=42, template=None):
+    def __init__(self, task, frame, labels, split, configurations, *, seed=42, template=None,
+                 trial_row_counts=(), max_epochs=None):
         self.task, self.split = task, split
         rows = np.concatenate([split.train, split.validation])
         self.fit_data = TemplateData(get_task(task).name, frame, labels, split).with_rows(rows)
@@ -118,7 +126,9 @@ class Retraining:
         self._paths = [os.path.join(self._folder.name, f"member_{position}.keras")
                        for position in range(len(configurations))]
         try:
-            self._calls = [IsolatedCall(_retrain, template, self.fit_data, values, epochs, seed, path)
+            program = {"row_counts": list(trial_row_counts), "max_epochs": max_epochs}
+            self._calls = [IsolatedCall(_retrain, template, self.fit_data, values, epochs, seed, path,
+                                        program)
                            for (values, epochs), path in zip(configurations, self._paths)]
         except BaseException:
             self._folder.cleanup()
@@ -146,14 +156,17 @@ class Retraining:
         return FinalModel(model, test, members, failures)
 
 
-def _retrain(template, data, values, epochs, seed, path):
-    """Trains one configuration and saves it to `path`; returns why it failed, or `None`."""
+def _retrain(template, data, values, epochs, seed, path, program):
+    """Trains one configuration and saves it to `path`; returns why it failed, or `None`.
+
+    `program` holds the `row_counts` and `max_epochs` of `tuning.fused_fit.fused`.
+    """
     seed_everything(seed)
     model = template.build_model(FixedHyperParameters(values), data)
     model_info(model).from_logits = from_logits(model)
     batches = data.training_batches(values.get("batch_size", DEFAULT_BATCH_SIZE), seed=seed)
     try:
-        with fused(model):  # on JAX, one compiled program (`tuning.fused_fit`)
+        with fused(model, **program):  # on JAX, one compiled program (`tuning.fused_fit`)
             model.fit(batches, epochs=epochs, callbacks=[FailOnNaN()], verbose=0, shuffle=False)
     except FailedTrialError as error:
         return str(error)

@@ -12,7 +12,12 @@ batches (the rows `templates.batches.ArrayBatches` would serve, in the same
 order), the metrics reset as Keras resets them, `model.test_step` on the
 validation rows, and `keras.callbacks.EarlyStopping`'s rule, best weights
 included. One compiled call then trains a fold, and a trial's folds share
-the program when they share the model (`tuning.fold_models`).
+the program when they share the model (`tuning.fold_models`). The number
+of epochs, whether to validate and the early-stopping settings are the
+program's arguments, not part of it: a search's final retraining (no
+validation, no early stopping, its trial's best epoch count) runs the
+program its trial compiled, read back from JAX's persistent compilation
+cache, when both name the same fits (`row_counts`, `max_epochs`).
 
 It returns the `History` Keras' `fit` would, and leaves the model, its
 optimizer and the callbacks in the state Keras' `fit` would. Anything it
@@ -87,16 +92,22 @@ class FitRecord:
 
 
 @contextlib.contextmanager
-def fused(model, row_counts=(), ahead=None):
+def fused(model, row_counts=(), ahead=None, max_epochs=None):
     """While open, `model.fit` runs as one compiled program where it can (JAX only).
 
     Args:
         model: a compiled `keras.Model`.
         row_counts: optional `(training_rows, validation_rows)` of every fit
-            that will run in this model, e.g. a trial's folds: the program is
-            then compiled for the largest and serves them all.
+            that will run this program, e.g. a trial's folds and the final
+            retraining of its configuration (validation rows 0): the
+            program is then compiled for the largest and serves them all,
+            in this model, and in a model built the same way in another
+            process through JAX's persistent compilation cache.
         ahead: optional `FoldsAhead` of the later fits in `model`: the first
             fit starts their programs side by side with its own.
+        max_epochs: optional int, the most epochs any of those fits trains:
+            the program is compiled for that many, and a shorter fit stops
+            sooner.
 
     Yields:
         `FitRecord` of the calls made while open.
@@ -107,7 +118,7 @@ def fused(model, row_counts=(), ahead=None):
         arguments = _fit_arguments(*args, **kwargs)
         reason = unsupported(model, arguments)
         if reason is None:
-            fused_fit = _FusedFit(model, arguments, row_counts, ahead)
+            fused_fit = _FusedFit(model, arguments, row_counts, ahead, max_epochs)
             reason = fused_fit.prepare()
         if reason is not None:
             record.keras.append(reason)
@@ -204,22 +215,24 @@ def _fit_arguments(x=None, y=None, batch_size=None, epochs=1, verbose="auto", ca
 class _FusedFit:
     """One `fit` call as one compiled program; `run()` returns its `History`."""
 
-    def __init__(self, model, arguments, row_counts, ahead=None):
+    def __init__(self, model, arguments, row_counts, ahead=None, max_epochs=None):
         self.model = model
         self.ahead = ahead
         self.train = arguments["x"]
         self.validation = arguments["validation_data"]
         self.initial_epoch = arguments["initial_epoch"]
         self.epochs = arguments["epochs"] - self.initial_epoch
+        self.epoch_capacity = max(self.epochs, max_epochs or 0)
+        self.rule = None  # `_StoppingRule` of the fit, once `run` has read its callbacks
         self.callbacks = [*(arguments["callbacks"] or []), keras.callbacks.History()]
         validation_rows = self.validation.num_rows if self.validation is not None else 0
         counts = [(self.train.num_rows, validation_rows), *row_counts]
         self.train_capacity = max(train for train, _ in counts)
-        # The validation rows every fit has are one batch, the others one row each.
-        self.validation_main = min(validation for _, validation in counts)
-        self.validation_tail = max(validation for _, validation in counts) - self.validation_main
-        if self.validation is not None and not self.validation_main:
-            self.validation_main, self.validation_tail = validation_rows, 0  # no common batch
+        # The validation rows every validating fit has are one batch, the
+        # others one row each; a fit without validation passes zeros.
+        validations = [validation for _, validation in counts if validation]
+        self.validation_main = min(validations, default=0)
+        self.validation_tail = max(validations, default=0) - self.validation_main
 
     def prepare(self):
         """Builds the model as `fit` does first; returns why Keras' loop must run, or `None`."""
@@ -249,18 +262,21 @@ class _FusedFit:
             callback.set_model(model)
             callback.set_params(params)
         validates = self.validation is not None
-        rule = _StoppingRule.of(stopping, names, validates)
+        # The program validates when any of its fits does: this one may not.
+        program_validates = bool(self.validation_main)
+        rule = _StoppingRule.of(stopping, names, validates, program_validates)
         fails_on_nan = any(isinstance(callback, FailOnNaN) for callback in callbacks)
         model.stop_training = False
         for callback in callbacks:
             callback.on_train_begin()
 
         program = _program(model, _ProgramShape(
-            names=tuple(names), rule=rule, fails_on_nan=fails_on_nan,
-            validates=validates, weight_positions=_weight_positions(model),
+            names=tuple(names), fails_on_nan=fails_on_nan,
+            validates=program_validates, weight_positions=_weight_positions(model),
             batch_size=self.train.batch_size,
             max_batches=self.train_capacity // self.train.batch_size,
             validation_tail=self.validation_tail))
+        self.rule = rule
         inputs = self._program_inputs(_state_values(model), self.train, self.validation)
         if self.ahead is not None:
             outputs = self.ahead.outputs(model, program, inputs, self._later_inputs)
@@ -278,7 +294,7 @@ class _FusedFit:
         logs = None
         for index in range(int(outputs["epochs_run"])):
             epoch, row = self.initial_epoch + index, outputs["rows"][index]
-            logs = {name: float(value) for name, value in zip(names, row)}
+            logs = {name: float(value) for name, value in zip(names, row[:len(names)])}
             if validates:
                 logs.update({f"val_{name}": float(value)
                              for name, value in zip(names, row[len(names):])})
@@ -299,15 +315,15 @@ class _FusedFit:
         """The program's arguments for a fit from `state` on `train` (and `validation`)."""
         # The orders `ArrayBatches` serves epoch after epoch, drawn ahead. Keras'
         # `fit` draws one before its first epoch too (its epoch iterator's reset).
-        orders = np.zeros((self.epochs, self.train_capacity), "int32")
-        orders[:, :train.num_rows] = train.next_orders(self.epochs)
+        orders = np.zeros((self.epoch_capacity, self.train_capacity), "int32")
+        orders[:self.epochs, :train.num_rows] = train.next_orders(self.epochs)
         return (
             state,
             [variable.value for variable in self.model.metrics_variables],
             ({name: _padded(values, self.train_capacity) for name, values in train.inputs.items()},
              _padded(np.asarray(train.targets), self.train_capacity)),
-            orders, np.int32(len(train)), self._validation_inputs(validation),
-            np.int32(self.initial_epoch),
+            orders, np.int32(len(train)), self._validation_inputs(validation, train),
+            np.int32(self.initial_epoch), np.int32(self.epochs), _stopping_inputs(self.rule),
         )
 
     def _later_inputs(self, folds):
@@ -328,25 +344,36 @@ class _FusedFit:
                                               validation))
         return later
 
-    def _validation_inputs(self, validation):
-        """`(rows of one batch, padded tail rows, tail rows in use)`, or `None`."""
-        if validation is None:
+    def _validation_inputs(self, validation, train):
+        """`(rows of one batch, padded tail rows, tail rows in use, whether to validate)`.
+
+        `None` when the program does not validate; zeros shaped like
+        `train`'s rows when it does but this fit has no validation rows.
+        """
+        if not self.validation_main:
             return None
+        if validation is None:
+            inputs, targets, rows = train.inputs, np.asarray(train.targets)[:0], 0
+            inputs = {name: values[:0] for name, values in inputs.items()}
+        else:
+            inputs, targets = validation.inputs, np.asarray(validation.targets)
+            rows = validation.num_rows
         main, tail = slice(0, self.validation_main), slice(self.validation_main, None)
-        targets = np.asarray(validation.targets)
-        return (({name: values[main] for name, values in validation.inputs.items()},
-                 targets[main]),
+        return (({name: _padded(values[main], self.validation_main)
+                  for name, values in inputs.items()}, _padded(targets[main], self.validation_main)),
                 ({name: _padded(values[tail], self.validation_tail)
-                  for name, values in validation.inputs.items()},
-                 _padded(targets[tail], self.validation_tail)),
-                np.int32(validation.num_rows - self.validation_main))
+                  for name, values in inputs.items()}, _padded(targets[tail], self.validation_tail)),
+                np.int32(max(rows - self.validation_main, 0)), np.bool_(validation is not None))
 
 
 @dataclasses.dataclass(frozen=True)
 class _StoppingRule:
-    """`keras.callbacks.EarlyStopping`'s settings, as the compiled program applies them."""
+    """`keras.callbacks.EarlyStopping`'s settings, as the compiled program applies them.
 
-    index: int  # of the monitored value in an epoch's row of logs
+    They are the program's arguments (`_stopping_inputs`), not part of it.
+    """
+
+    index: int  # of the monitored value in an epoch's row of the program's logs
     greater: bool  # improvements are greater values
     min_delta: float  # signed as Keras signs it
     patience: int
@@ -355,14 +382,23 @@ class _StoppingRule:
     restore_best_weights: bool
 
     @classmethod
-    def of(cls, callback, names, validates):
-        """The rule of `callback` (`None`: none, or its monitor is not logged)."""
+    def of(cls, callback, names, validates, program_validates):
+        """The rule of `callback` (`None`: none, or its monitor is not logged).
+
+        Args:
+            callback: the fit's `EarlyStopping`, or `None`.
+            names: the metrics' names, in a row's order.
+            validates: bool, whether the fit validates.
+            program_validates: bool, whether the program's rows hold
+                validation results (of this fit or of others).
+        """
         if callback is None:
             return None
         logged = [*names, *(f"val_{name}" for name in names if validates)]
         if callback.monitor not in logged:
             return None
-        return cls(index=logged.index(callback.monitor),
+        row = [*names, *(f"val_{name}" for name in names if program_validates)]
+        return cls(index=row.index(callback.monitor),
                    greater=callback.monitor_op is keras.ops.greater,
                    min_delta=float(callback.min_delta), patience=int(callback.patience),
                    baseline=None if callback.baseline is None else float(callback.baseline),
@@ -380,12 +416,24 @@ class _StoppingRule:
             callback.best_weights = [np.asarray(weight) for weight in state["best_weights"]]
 
 
+def _stopping_inputs(rule):
+    """The program's early-stopping arguments: `rule`'s settings, or "never stop" for `None`."""
+    enabled = rule is not None
+    rule = rule or _StoppingRule(index=0, greater=False, min_delta=0.0, patience=0, baseline=None,
+                                 start_from_epoch=0, restore_best_weights=False)
+    return {"enabled": np.bool_(enabled), "index": np.int32(rule.index),
+            "greater": np.bool_(rule.greater), "min_delta": np.float32(rule.min_delta),
+            "patience": np.int32(rule.patience), "has_baseline": np.bool_(rule.baseline is not None),
+            "baseline": np.float32(rule.baseline or 0.0),
+            "start_from_epoch": np.int32(rule.start_from_epoch),
+            "restore_best_weights": np.bool_(rule.restore_best_weights)}
+
+
 @dataclasses.dataclass(frozen=True)
 class _ProgramShape:
     """What a compiled program depends on besides its inputs' shapes."""
 
     names: tuple  # of the metrics' results, in a row's order
-    rule: "_StoppingRule | None"
     fails_on_nan: bool
     validates: bool
     weight_positions: tuple  # of `model.weights` in the state
@@ -533,7 +581,6 @@ def _make_program(model, shape):
     width = len(shape.names)
     logged = width * (2 if shape.validates else 1)
     loss = shape.names.index("loss") if "loss" in shape.names else None
-    rule = shape.rule
 
     def results(metrics):
         with keras.StatelessScope(state_mapping=list(zip(model.metrics_variables, metrics))):
@@ -553,7 +600,7 @@ def _make_program(model, shape):
         return jax.lax.scan(step, (state, metrics), jnp.arange(shape.max_batches))[0]
 
     def validate(state, metrics, validation):
-        main, tail, tail_rows = validation
+        main, tail, tail_rows, _ = validation
         trainable, non_trainable, optimizer = state
         _, (_, non_trainable, metrics) = model.test_step((trainable, non_trainable, metrics),
                                                          main)
@@ -574,35 +621,35 @@ def _make_program(model, shape):
     def weights(state):
         return [state[group][index] for group, index in shape.weight_positions]
 
-    def stop_early(stopping, row, epoch, state):
-        """`EarlyStopping.on_epoch_end`, as arrays."""
-        current = row[rule.index]
+    def stop_early(stopping, row, epoch, state, rule):
+        """`EarlyStopping.on_epoch_end`, as arrays; `rule` holds `_stopping_inputs`."""
+        current = jax.lax.dynamic_index_in_dim(row, rule["index"], keepdims=False)
 
         def better(value, reference):
-            compare = jnp.greater if rule.greater else jnp.less
-            return compare(value - rule.min_delta, reference)
+            value = value - rule["min_delta"]
+            return jnp.where(rule["greater"], value > reference, value < reference)
 
-        eligible = epoch >= rule.start_from_epoch
+        eligible = rule["enabled"] & (epoch >= rule["start_from_epoch"])
+        restores = rule["restore_best_weights"]
         new = dict(stopping)
-        if rule.restore_best_weights:
-            first = eligible & ~stopping["has_best_weights"]
-            new["best_weights"] = _where(first, weights(state), stopping["best_weights"])
-            new["best_epoch"] = jnp.where(first, epoch, stopping["best_epoch"])
-            new["has_best_weights"] = stopping["has_best_weights"] | eligible
+        first = restores & eligible & ~stopping["has_best_weights"]
+        new["best_weights"] = _where(first, weights(state), stopping["best_weights"])
+        new["best_epoch"] = jnp.where(first, epoch, stopping["best_epoch"])
+        new["has_best_weights"] = stopping["has_best_weights"] | (restores & eligible)
         wait = jnp.where(eligible, stopping["wait"] + 1, stopping["wait"])
         improved = eligible & (~stopping["has_best"] | better(current, stopping["best"]))
         new["best"] = jnp.where(improved, current, stopping["best"])
         new["has_best"] = stopping["has_best"] | improved
         new["best_epoch"] = jnp.where(improved, epoch, new["best_epoch"])
-        if rule.restore_best_weights:
-            new["best_weights"] = _where(improved, weights(state), new["best_weights"])
-        beats_baseline = True if rule.baseline is None else better(current, rule.baseline)
+        new["best_weights"] = _where(restores & improved, weights(state), new["best_weights"])
+        beats_baseline = ~rule["has_baseline"] | better(current, rule["baseline"])
         new["wait"] = jnp.where(improved & beats_baseline, 0, wait)
-        stop = eligible & ~improved & (wait >= rule.patience) & (epoch > 0)
+        stop = eligible & ~improved & (wait >= rule["patience"]) & (epoch > 0)
         new["stopped_epoch"] = jnp.where(stop, epoch, stopping["stopped_epoch"])
         return new, stop
 
-    def program(state, metrics_reset, train, orders, batches, validation, first_epoch):
+    def program(state, metrics_reset, train, orders, batches, validation, first_epoch,
+                epoch_limit, rule):
         epochs = orders.shape[0]
         stopping = {"wait": jnp.int32(0), "stopped_epoch": jnp.int32(0),
                     "best": jnp.float32(0), "has_best": jnp.bool_(False),
@@ -613,21 +660,24 @@ def _make_program(model, shape):
                  "finite": jnp.bool_(True), "stopping": stopping}
 
         def going_on(carry):
-            return (carry["index"] < epochs) & ~carry["stop"] & carry["finite"]
+            return (carry["index"] < epoch_limit) & ~carry["stop"] & carry["finite"]
 
         def epoch_step(carry):
             index = carry["index"]
             state, metrics = train_epoch(carry["state"], metrics_reset, train, orders[index],
                                          batches)
             row = results(metrics)
-            if shape.validates:
-                state, metrics = validate(state, metrics_reset, validation)
+            if shape.validates:  # this fit's validation, or none (`validation[3]`)
+                state, metrics = jax.lax.cond(
+                    validation[3],
+                    lambda: _like(validate(state, metrics_reset, validation),
+                                  (state, metrics_reset)),
+                    lambda: (state, metrics_reset))
                 row = jnp.concatenate([row, results(metrics)])
             new = {**carry, "index": index + 1, "state": state, "metrics": metrics,
                    "rows": carry["rows"].at[index].set(row)}
-            if rule is not None:
-                new["stopping"], new["stop"] = stop_early(carry["stopping"], row,
-                                                          first_epoch + index, state)
+            new["stopping"], new["stop"] = stop_early(carry["stopping"], row,
+                                                      first_epoch + index, state, rule)
             if shape.fails_on_nan and loss is not None:
                 new["finite"] = jnp.all(jnp.isfinite(row[loss::width]))
             return _like(new, carry)

@@ -160,7 +160,8 @@ class TemplateHyperModel(keras_tuner.HyperModel):
 
         def train(fold_model, data, ahead=None):
             # On JAX, the whole fit as one compiled program (`tuning.fused_fit`).
-            with fused_fit.fused(fold_model, row_counts=self.fold_row_counts(), ahead=ahead):
+            with fused_fit.fused(fold_model, row_counts=self.program_row_counts(), ahead=ahead,
+                                 max_epochs=self.max_epochs):
                 history = self.template.fit_model(
                     hp, fold_model, data, config, callbacks=[FailOnNaN(), *callbacks],
                     progress=False, initial_epoch=initial_epoch, **kwargs,
@@ -213,6 +214,18 @@ class TemplateHyperModel(keras_tuner.HyperModel):
     def fold_row_counts(self):
         """`(training rows, validation rows)` of each fold; empty without folds."""
         return [(len(train), len(validation)) for train, validation in self.fold_rows or ()]
+
+    def program_row_counts(self):
+        """`(training rows, validation rows)` of every fit a trial's compiled program serves.
+
+        Each fold's (or the trial's, without folds), and the final
+        retraining's of its configuration (`tuning.final_model`): every row,
+        none to validate on. On JAX that retraining then runs the program
+        its trial compiled, read back from the persistent compilation cache.
+        """
+        split = self.data.split
+        fits = self.fold_row_counts() or [(len(split.train), len(split.validation))]
+        return [*fits, (len(split.train) + len(split.validation), 0)]
 
 
 def available_cores():
