@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from keras_tuner.errors import FailedTrialError
 
-from templates import binary
+from templates import binary, regression
 from templates.batches import ArrayBatches
 from templates.data import load_bundled
 from templates.recipe import FixedHyperParameters, prepare_data
@@ -252,6 +252,37 @@ def test_a_final_retraining_runs_the_program_its_trial_compiled(data, compilatio
 
 
 @on_jax
+def test_settings_computed_from_the_rows_are_arguments_of_one_program(compilation_cache_hits):
+    # The regression template scales its target by the training rows' mean and
+    # deviation (Rescaling, the loss weight, DataLoss' weight): two folds, each
+    # in a model of its own, differ in those numbers and share one program.
+    features, target = load_bundled("diabetes")
+    data = prepare_data("regression", features.head(150), target.head(150))
+    rows = data.split.train
+    folds = [data.with_rows(rows[:60], rows[60:90]), data.with_rows(rows[30:90], rows[:30])]
+    row_counts = [(60, 30), (60, 30)]
+    hp = FixedHyperParameters(SMALL)
+    config = TrainingConfig(epochs=8, patience=3, monitor=OBJECTIVE, seed=7)
+    settings = []
+    for fold in folds:
+        seed_everything(7)
+        expected = regression.fit_model(hp, regression.build_model(hp, fold), fold, config,
+                                        progress=False)
+        seed_everything(7)
+        model = regression.build_model(hp, fold)
+        with fused_fit.fused(model, row_counts=row_counts) as record:
+            history = regression.fit_model(hp, model, fold, config, progress=False)
+        assert record.fused == 1, record.keras
+        assert_same_history(expected, history)
+        settings.append(fused_fit.read_settings(model))
+        # Traced as arguments, and left as they were.
+        scaling = model.get_layer("to_target_units")
+        assert (scaling.scale, scaling.offset) == (fold.target_std, fold.target_mean)
+    assert len(settings[0]) == 4 and settings[0] != settings[1]
+    assert len(compilation_cache_hits) == 1  # the second fold read the first's program
+
+
+@on_jax
 def test_a_model_trained_by_a_fused_fit_is_freed_with_its_program(data):
     model, history, record = template_fit(data, fused=True, epochs=2)
     assert record.fused == 1 and len(fused_fit._programs) >= 1
@@ -420,3 +451,22 @@ def test_the_private_keras_methods_used_still_exist():
     for name, (owner, method) in keras_internals.PRIVATE_METHODS.items():
         assert callable(getattr(owner, method, None)), (
             f"Keras {keras.__version__} has no {name}: update tuning/keras_internals.py")
+
+
+def test_the_private_keras_attributes_used_still_work():
+    from templates.data_loss import DataLoss
+
+    inputs = keras.Input((2,))
+    inner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, name="inner_dense")])
+    model = keras.Model(inputs, keras.layers.Dense(1, name="output")(inner(inputs)))
+    model.compile("adam", "mean_squared_error", loss_weights=0.5,
+                  metrics=[DataLoss("mean_squared_error", weight=0.5)])
+    keras_internals.build_for_fit(model, (np.ones((4, 2), "float32"), np.ones(4, "float32")))
+    names = [layer.name for layer in keras_internals.nested_layers(model)]
+    assert "inner_dense" in names and "output" in names
+    assert keras_internals.compiled_loss_weights(model) == [0.5]
+    keras_internals.set_compiled_loss_weight(model, 0, 0.25)
+    assert keras_internals.compiled_loss_weights(model) == [0.25]
+    assert [type(metric) for metric in keras_internals.compiled_metrics(model)] == [DataLoss]
+    logs = model.evaluate(np.ones((4, 2)), np.zeros(4), return_dict=True, verbose=0)
+    assert logs["loss"] == pytest.approx(logs["data_loss"] / 2)  # the weight in use: 0.25

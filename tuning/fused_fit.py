@@ -17,7 +17,11 @@ of epochs, whether to validate and the early-stopping settings are the
 program's arguments, not part of it: a search's final retraining (no
 validation, no early stopping, its trial's best epoch count) runs the
 program its trial compiled, read back from JAX's persistent compilation
-cache, when both name the same fits (`row_counts`, `max_epochs`).
+cache, when both name the same fits (`row_counts`, `max_epochs`). So are
+the float settings a template computes from its training rows (the
+regression template's target scaling: `Rescaling`'s scale and offset, the
+loss weight, `DataLoss`'s weight; `row_settings`): the folds of a trial,
+each in a model of its own there, then lower the same program too.
 
 It returns the `History` Keras' `fit` would, and leaves the model, its
 optimizer and the callbacks in the state Keras' `fit` would. Anything it
@@ -54,6 +58,7 @@ import keras
 import numpy as np
 
 from templates.batches import ArrayBatches
+from templates.data_loss import DataLoss
 from tuning import keras_internals
 from tuning.fail_on_nan import FailOnNaN
 
@@ -324,6 +329,7 @@ class _FusedFit:
              _padded(np.asarray(train.targets), self.train_capacity)),
             orders, np.int32(len(train)), self._validation_inputs(validation, train),
             np.int32(self.initial_epoch), np.int32(self.epochs), _stopping_inputs(self.rule),
+            [np.float32(value) for value in read_settings(self.model)],
         )
 
     def _later_inputs(self, folds):
@@ -649,7 +655,13 @@ def _make_program(model, shape):
         return new, stop
 
     def program(state, metrics_reset, train, orders, batches, validation, first_epoch,
-                epoch_limit, rule):
+                epoch_limit, rule, settings):
+        with settings_as(model, settings):  # the rows' settings, traced as arguments
+            return train_all(state, metrics_reset, train, orders, batches, validation,
+                             first_epoch, epoch_limit, rule)
+
+    def train_all(state, metrics_reset, train, orders, batches, validation, first_epoch,
+                  epoch_limit, rule):
         epochs = orders.shape[0]
         stopping = {"wait": jnp.int32(0), "stopped_epoch": jnp.int32(0),
                     "best": jnp.float32(0), "has_best": jnp.bool_(False),
@@ -688,6 +700,66 @@ def _make_program(model, shape):
                 "stopping": carry["stopping"]}
 
     return jax.jit(program)
+
+
+def row_settings(model):
+    """The float settings of `model` a template computes from its rows, as `(owner, name)`.
+
+    `keras.layers.Rescaling`'s `scale` and `offset` (when each is one
+    number), each compiled loss weight (owner the model, name its position)
+    and each `DataLoss` metric's `weight`: the regression template sets them
+    from the training rows' target mean and deviation. The compiled program
+    takes them as arguments (`read_settings`, `settings_as`).
+
+    Args:
+        model: a `keras.Model` built as `fit` builds it (`keras_internals.build_for_fit`).
+
+    Returns:
+        list of `(owner, name)`, in one order for models of one architecture.
+    """
+    settings = []
+    for layer in keras_internals.nested_layers(model):
+        if isinstance(layer, keras.layers.Rescaling) and all(
+                isinstance(getattr(layer, name), (int, float)) for name in ("scale", "offset")):
+            settings += [(layer, "scale"), (layer, "offset")]
+    settings += [(model, position)
+                 for position, weight in enumerate(keras_internals.compiled_loss_weights(model))
+                 if isinstance(weight, (int, float))]
+    settings += [(metric, "weight") for metric in keras_internals.compiled_metrics(model)
+                 if isinstance(metric, DataLoss)]
+    return settings
+
+
+def read_settings(model):
+    """The values of `row_settings(model)`, as floats."""
+    return [float(_get_setting(owner, name)) for owner, name in row_settings(model)]
+
+
+@contextlib.contextmanager
+def settings_as(model, values):
+    """While open, `row_settings(model)` hold `values` (a compiled program's arguments)."""
+    settings = row_settings(model)
+    old = [_get_setting(owner, name) for owner, name in settings]
+    try:
+        for (owner, name), value in zip(settings, values, strict=True):
+            _set_setting(owner, name, value)
+        yield
+    finally:
+        for (owner, name), value in zip(settings, old, strict=True):
+            _set_setting(owner, name, value)
+
+
+def _get_setting(owner, name):
+    if isinstance(name, int):  # the model's compiled loss weight at that position
+        return keras_internals.compiled_loss_weights(owner)[name]
+    return getattr(owner, name)
+
+
+def _set_setting(owner, name, value):
+    if isinstance(name, int):
+        keras_internals.set_compiled_loss_weight(owner, name, value)
+    else:  # past Keras' attribute tracking: a traced value is no state of the layer
+        object.__setattr__(owner, name, value)
 
 
 def _compile_quickly(lowered):
