@@ -98,6 +98,14 @@ def test_models_of_other_widths_do_not_share():
 def test_the_regression_templates_folds_do_not_share_their_target_scaling_differs():
     first, second = fold_pair(regression, "regression")
     assert not fold_models.can_share(first, second)
+    # It differs only in settings a compiled JAX program takes as arguments.
+    assert fold_models.same_program(first, second)
+
+
+def test_models_of_other_widths_run_other_programs():
+    narrow = fold_pair(regression, "regression")[0]
+    wide = fold_pair(regression, "regression", fixes=[*SETTINGS, "width=16"])[0]
+    assert not fold_models.same_program(narrow, wide)
 
 
 def test_folds_with_different_text_vocabularies_do_not_share():

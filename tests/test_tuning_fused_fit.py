@@ -360,6 +360,32 @@ def test_later_folds_run_ahead_beside_the_first_with_the_same_scores(data, monke
     assert len(threads) == 3 and all(name.startswith("fold") for name in threads)
 
 
+@on_jax
+def test_regression_folds_each_in_its_model_run_the_first_folds_program(monkeypatch):
+    # The regression template's folds differ in their target scaling, so each
+    # trains in a model of its own, with the first fold's program, side by side.
+    features, target = load_bundled("diabetes")
+    data = prepare_data("regression", features.head(150), target.head(150))
+    hp = fixed_hyperparameters()
+    hypermodel = TemplateHyperModel(regression, data, max_epochs=6, patience=2, folds=3,
+                                    parallel_folds=2)
+    threads, traced = recorded_runs(monkeypatch), []
+    make_program = fused_fit._make_program
+    monkeypatch.setattr(fused_fit, "_make_program", lambda model, shape: traced.append(
+        model) or make_program(model, shape))
+    fold_scores = recorded_fold_scores(monkeypatch)
+    fused_scores = hypermodel.fit(hp, hypermodel.build(hp))
+    assert len(traced) == 1  # one program for the three folds
+    assert len(threads) == 3 and all(name.startswith("fold") for name in threads)
+    assert len({score["val_data_loss"] for score in fold_scores}) == 3
+
+    monkeypatch.setattr(fused_fit, "unsupported", lambda model, arguments: "disabled")
+    keras_scores = hypermodel.fit(hp, hypermodel.build(hp))
+    assert fused_scores.keys() == keras_scores.keys()
+    for name, value in keras_scores.items():
+        assert fused_scores[name] == pytest.approx(value, rel=1e-5), name
+
+
 def test_parallel_folds_below_one_is_refused_with_its_value(data):
     with pytest.raises(ValueError, match="parallel_folds=0"):
         TemplateHyperModel(binary, data, folds=3, parallel_folds=0)

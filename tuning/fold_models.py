@@ -14,7 +14,9 @@ vocabulary (each fold's own), the regression template's target scaling
 (constants of `Rescaling` and of the loss weight), or any edit of a copied
 template that builds from the rows. `can_share` compares the two models'
 layer and compile configurations, the statistics left out, and refuses
-anything else that differs.
+anything else that differs. Models that differ only in those scaling
+settings still train with one compiled program on JAX, each in itself,
+since `tuning.fused_fit` takes the settings as arguments (`same_program`).
 
 Example:
 
@@ -36,9 +38,15 @@ True
 
 from keras import ops
 
+from templates.data_loss import DataLoss
+
 # Layer configuration keys whose values the layer also holds as weights:
 # copying the weights copies them.
 VALUES_HELD_AS_WEIGHTS = {"Standardize": ("mean", "variance")}
+# Layer configuration keys of float settings a compiled JAX program takes as
+# arguments (`tuning.fused_fit.row_settings`), as do a compiled loss weight
+# and `DataLoss`' weight.
+SETTINGS_AS_ARGUMENTS = {"Rescaling": ("scale", "offset")}
 # Layers whose configuration does not show everything they compute with.
 UNCOMPARABLE_LAYERS = ("Lambda",)
 
@@ -60,6 +68,29 @@ def can_share(model, other):
     if architecture is None or architecture != _architecture(other):
         return False
     # Same compile configuration and weight shapes: the same optimizer slots.
+    return _shapes(model.variables) == _shapes(other.variables)
+
+
+def same_program(model, other):
+    """Whether `other`'s fits can run `model`'s compiled JAX program (`tuning.fused_fit`).
+
+    As `can_share`, except that the two may differ in the float settings the
+    program takes as arguments: `Rescaling`'s scale and offset, the compiled
+    loss weight and `DataLoss`' weight (the regression template's target
+    scaling). Each model then trains in itself, with its own settings.
+
+    Args:
+        model: a compiled `keras.Model`, e.g. the first fold's.
+        other: a compiled `keras.Model` built by the same code on other rows.
+
+    Returns:
+        bool.
+    """
+    if model.optimizer is None or other.optimizer is None:
+        return False
+    architecture = _architecture(model, settings=False)
+    if architecture is None or architecture != _architecture(other, settings=False):
+        return False
     return _shapes(model.variables) == _shapes(other.variables)
 
 
@@ -92,9 +123,11 @@ def _shapes(variables):
     return [(tuple(variable.shape), str(variable.dtype)) for variable in variables]
 
 
-def _architecture(model):
+def _architecture(model, settings=True):
     """The model's layer and compile configurations, weight-held values left out.
 
+    With `settings=False`, the float settings of `SETTINGS_AS_ARGUMENTS`,
+    the compiled loss weight and `DataLoss`' weight are left out too.
     `None` where the configuration cannot tell two models apart: a
     subclassed model (its configuration need not list its layers) or a
     `Lambda` layer (a function may close over values of the rows).
@@ -111,7 +144,15 @@ def _architecture(model):
             return None
         for key in VALUES_HELD_AS_WEIGHTS.get(layer.get("class_name"), ()):
             layer.get("config", {}).pop(key, None)
+        if not settings:
+            _drop_numbers(layer.get("config", {}),
+                          SETTINGS_AS_ARGUMENTS.get(layer.get("class_name"), ()))
     compile_config = model.get_compile_config() or {}
+    if not settings:
+        _drop_numbers(compile_config, ("loss_weights",))
+        for metric in compile_config.get("metrics") or ():
+            if isinstance(metric, dict) and metric.get("class_name") == DataLoss.__name__:
+                _drop_numbers(metric.get("config", {}), ("weight",))
     optimizer = compile_config.get("optimizer")
     if isinstance(optimizer, dict):
         optimizer.get("config", {}).pop("name", None)  # "adam", "adam_1", ...
@@ -120,6 +161,13 @@ def _architecture(model):
     positions = {layer.get("name"): f"<layer {index}>" for index, layer in enumerate(layers)}
     positions[config.get("name")] = "<model>"
     return repr(_renamed(config, positions)), repr(_renamed(compile_config, positions))
+
+
+def _drop_numbers(config, keys):
+    """Removes `keys` from `config` where each holds one number (not a list of them)."""
+    if all(isinstance(config.get(key), (int, float)) for key in keys):
+        for key in keys:
+            config.pop(key, None)
 
 
 def _renamed(value, names):

@@ -21,7 +21,9 @@ cache, when both name the same fits (`row_counts`, `max_epochs`). So are
 the float settings a template computes from its training rows (the
 regression template's target scaling: `Rescaling`'s scale and offset, the
 loss weight, `DataLoss`'s weight; `row_settings`): the folds of a trial,
-each in a model of its own there, then lower the same program too.
+each in a model of its own there, run the program of the first
+(`program_of`, `tuning.fold_models.same_program`), and so does the final
+retraining, through the cache.
 
 It returns the `History` Keras' `fit` would, and leaves the model, its
 optimizer and the callbacks in the state Keras' `fit` would. Anything it
@@ -59,7 +61,7 @@ import numpy as np
 
 from templates.batches import ArrayBatches
 from templates.data_loss import DataLoss
-from tuning import keras_internals
+from tuning import fold_models, keras_internals
 from tuning.fail_on_nan import FailOnNaN
 
 # `fit` arguments the compiled program reproduces, with the values it supports.
@@ -97,7 +99,7 @@ class FitRecord:
 
 
 @contextlib.contextmanager
-def fused(model, row_counts=(), ahead=None, max_epochs=None):
+def fused(model, row_counts=(), ahead=None, max_epochs=None, program_of=None):
     """While open, `model.fit` runs as one compiled program where it can (JAX only).
 
     Args:
@@ -113,6 +115,9 @@ def fused(model, row_counts=(), ahead=None, max_epochs=None):
         max_epochs: optional int, the most epochs any of those fits trains:
             the program is compiled for that many, and a shorter fit stops
             sooner.
+        program_of: optional model whose compiled programs `model`'s fits
+            run, for which `tuning.fold_models.same_program(program_of,
+            model)` holds: `model` is then neither traced nor compiled.
 
     Yields:
         `FitRecord` of the calls made while open.
@@ -123,7 +128,7 @@ def fused(model, row_counts=(), ahead=None, max_epochs=None):
         arguments = _fit_arguments(*args, **kwargs)
         reason = unsupported(model, arguments)
         if reason is None:
-            fused_fit = _FusedFit(model, arguments, row_counts, ahead, max_epochs)
+            fused_fit = _FusedFit(model, arguments, row_counts, ahead, max_epochs, program_of)
             reason = fused_fit.prepare()
         if reason is not None:
             record.keras.append(reason)
@@ -220,8 +225,10 @@ def _fit_arguments(x=None, y=None, batch_size=None, epochs=1, verbose="auto", ca
 class _FusedFit:
     """One `fit` call as one compiled program; `run()` returns its `History`."""
 
-    def __init__(self, model, arguments, row_counts, ahead=None, max_epochs=None):
+    def __init__(self, model, arguments, row_counts, ahead=None, max_epochs=None,
+                 program_of=None):
         self.model = model
+        self.program_of = program_of
         self.ahead = ahead
         self.train = arguments["x"]
         self.validation = arguments["validation_data"]
@@ -275,12 +282,17 @@ class _FusedFit:
         for callback in callbacks:
             callback.on_train_begin()
 
-        program = _program(model, _ProgramShape(
+        shape = _ProgramShape(
             names=tuple(names), fails_on_nan=fails_on_nan,
             validates=program_validates, weight_positions=_weight_positions(model),
             batch_size=self.train.batch_size,
             max_batches=self.train_capacity // self.train.batch_size,
-            validation_tail=self.validation_tail))
+            validation_tail=self.validation_tail)
+        # Another model's program, where it has one for this shape (traced on it).
+        owner = self.program_of
+        if owner is None or shape not in _programs.get(owner, {}):
+            owner = model
+        program = _program(owner, shape)
         self.rule = rule
         inputs = self._program_inputs(_state_values(model), self.train, self.validation)
         if self.ahead is not None:
@@ -316,8 +328,12 @@ class _FusedFit:
             callback.on_train_end(logs=logs)
         return history
 
-    def _program_inputs(self, state, train, validation):
-        """The program's arguments for a fit from `state` on `train` (and `validation`)."""
+    def _program_inputs(self, state, train, validation, settings_of=None):
+        """The program's arguments for a fit from `state` on `train` (and `validation`).
+
+        `settings_of`: the model whose rows' settings (`row_settings`) the
+        fit trains with; by default the one this fit trains.
+        """
         # The orders `ArrayBatches` serves epoch after epoch, drawn ahead. Keras'
         # `fit` draws one before its first epoch too (its epoch iterator's reset).
         orders = np.zeros((self.epoch_capacity, self.train_capacity), "int32")
@@ -329,7 +345,7 @@ class _FusedFit:
              _padded(np.asarray(train.targets), self.train_capacity)),
             orders, np.int32(len(train)), self._validation_inputs(validation, train),
             np.int32(self.initial_epoch), np.int32(self.epochs), _stopping_inputs(self.rule),
-            [np.float32(value) for value in read_settings(self.model)],
+            [np.float32(value) for value in read_settings(settings_of or self.model)],
         )
 
     def _later_inputs(self, folds):
@@ -337,17 +353,22 @@ class _FusedFit:
 
         Each later fit is assumed to pass its fold's `training_batches` (with
         this fit's batch size and seed) and `validation_batches`, from the
-        state its model starts from; `FoldsAhead` checks the assumption.
+        state its model starts from (copied into this model, or its own when
+        it trains in itself); `FoldsAhead` checks the assumption.
         """
         later = []
-        for fold_model, data in folds:
+        for fold_model, data, in_itself in folds:
             train = data.training_batches(self.train.batch_size, seed=self.train.seed)
             validation = data.validation_batches() if self.validation is not None else None
             if not isinstance(train, ArrayBatches) or (
                     validation is not None and not isinstance(validation, ArrayBatches)):
                 return []
-            later.append(self._program_inputs(_state_values(self.model, fold_model), train,
-                                              validation))
+            if in_itself:  # built as its fit will build it, settings included
+                keras_internals.build_for_fit(fold_model, train[0])
+                state, settings_of = _state_values(fold_model), fold_model
+            else:  # copied into this model: its state, this model's settings
+                state, settings_of = _state_values(self.model, fold_model), None
+            later.append(self._program_inputs(state, train, validation, settings_of))
         return later
 
     def _validation_inputs(self, validation, train):
@@ -502,9 +523,11 @@ class FoldsAhead:
 
     Args:
         model: the compiled `keras.Model` the folds train in.
-        folds: list of `(fold_model, data)` of the later folds: the model
-            whose state a fold's fit starts from (copied into `model`) and
-            its `templates.recipe.TemplateData`.
+        folds: list of `(fold_model, data, in_itself)` of the later folds:
+            the model whose state a fold's fit starts from, its
+            `templates.recipe.TemplateData`, and whether it trains in
+            itself with `model`'s program (`fused(..., program_of=model)`)
+            rather than copied into `model`.
         workers: int, programs run at once; 1 runs each fold's when it fits.
 
     Example:
@@ -806,8 +829,6 @@ def _state_values(model, source=None):
     With `source`, a model of the same architecture, the values `model`
     would hold once `tuning.fold_models.copy_state(source, model)` had run.
     """
-    from tuning import fold_models
-
     if source is None:
         return [[variable.value for variable in variables] for variables in _state_variables(model)]
     positions = {id(variable): index

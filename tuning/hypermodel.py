@@ -158,10 +158,10 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         config = TrainingConfig(epochs=epochs or self.max_epochs, patience=self.patience,
                                 monitor=OBJECTIVE, seed=self.seed)
 
-        def train(fold_model, data, ahead=None):
+        def train(fold_model, data, ahead=None, program_of=None):
             # On JAX, the whole fit as one compiled program (`tuning.fused_fit`).
             with fused_fit.fused(fold_model, row_counts=self.program_row_counts(), ahead=ahead,
-                                 max_epochs=self.max_epochs):
+                                 max_epochs=self.max_epochs, program_of=program_of):
                 history = self.template.fit_model(
                     hp, fold_model, data, config, callbacks=[FailOnNaN(), *callbacks],
                     progress=False, initial_epoch=initial_epoch, **kwargs,
@@ -175,20 +175,26 @@ class TemplateHyperModel(keras_tuner.HyperModel):
                              "K-fold trials start from scratch (use folds=1 with Hyperband).")
         folds = self.fold_data()
         fold_models_built = self._fold_models(hp, model, folds)
-        # Trained in `model`'s compiled steps where only weights differ.
+        # Trained in `model`'s compiled steps where only weights differ; on
+        # JAX, in themselves with `model`'s program where only the settings
+        # computed from the rows differ too (the regression template's scaling).
         shares = [fold_model is model or fold_models.can_share(model, fold_model)
                   for fold_model in fold_models_built]
-        later = [(fold_model, fold) for fold_model, fold, shared
-                 in zip(fold_models_built[1:], folds[1:], shares[1:], strict=True)
-                 if shared and fold_model is not model]
+        programs = [shared or fold_models.same_program(model, fold_model)
+                    for fold_model, shared in zip(fold_models_built, shares, strict=True)]
+        later = [(fold_model, fold, not shared) for fold_model, fold, shared, same
+                 in zip(fold_models_built[1:], folds[1:], shares[1:], programs[1:], strict=True)
+                 if same and fold_model is not model]
         results = []
         # On JAX, the first fit starts the later folds' programs beside its own.
         with fused_fit.FoldsAhead(model, later, workers=self.parallel_folds) as ahead:
-            for fold_model, fold, shared in zip(fold_models_built, folds, shares, strict=True):
+            for fold_model, fold, shared, same in zip(fold_models_built, folds, shares, programs,
+                                                      strict=True):
                 if shared and fold_model is not model:
                     fold_models.copy_state(fold_model, model)
                     fold_model = model
-                results.append(train(fold_model, fold, ahead))
+                program_of = model if same and fold_model is not model else None
+                results.append(train(fold_model, fold, ahead, program_of))
         means = {name: float(np.mean([result[name] for result in results])) for name in results[0]}
         return {**means, "best_epoch": max(1, round(means["best_epoch"]))}
 
