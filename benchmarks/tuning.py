@@ -3,10 +3,12 @@
     python benchmarks/tuning.py [--trials-speed 8] [--rounds 3] [--trials-memory 30] \
         [--memory-workers 0,2] [--trials-quality 20] [--seeds 0,1,2] [--max-epochs E] \
         [--folds K] [--ensemble N] [--parts speed,memory,quality] \
-        [--backend tensorflow|jax | --backends tensorflow,jax [--workers N]] [--warm-cache]
+        [--backend tensorflow|jax | --backends tensorflow,jax [--workers N]] [--warm-cache] \
+        [--speed-task binary|multiclass|regression]
 
 Prints, in one run:
-1. wall time of the same 8-trial search (breast_cancer) in one process and
+1. wall time of the same 8-trial search (breast_cancer; `--speed-task` picks
+   another task's bundled data set) in one process and
    with `--workers 2`, end to end (start-up, search, retraining, report), and
    their ratio, over alternating rounds; with `--backends tensorflow,jax`,
    instead, the same 8-trial search (same seed, same trials, one process, or
@@ -56,6 +58,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUALITY = (("binary", "accuracy"), ("multiclass", "accuracy"), ("regression", "r2"))
 BACKENDS = ("tensorflow", "jax")
+# The bundled data set each task's searches run on.
+DATASETS = {"binary": "breast_cancer", "multiclass": "wine", "regression": "diabetes"}
 # The JAX search against the TensorFlow search (issue 13).
 BACKEND_TARGET = 0.25
 
@@ -195,8 +199,8 @@ def backend_list(text):
     return names
 
 
-def speed(trials, root, rounds, search_options, caches):
-    arguments = ["--task", "binary", "--max-trials", str(trials), *search_options]
+def speed(trials, root, rounds, search_options, caches, task="binary"):
+    arguments = ["--task", task, "--max-trials", str(trials), *search_options]
     ratios = []
     for round_ in range(rounds):
         one_directory = os.path.join(root, f"one-{round_}")
@@ -204,18 +208,18 @@ def speed(trials, root, rounds, search_options, caches):
         two = run_search(os.path.join(root, f"two-{round_}"), *arguments, "--workers", "2",
                          env=caches.environment())
         ratios.append(two / one)
-        print(f"{trials}-trial search, breast_cancer, {search_backend(one_directory)}: one "
+        print(f"{trials}-trial search, {DATASETS[task]}, {search_backend(one_directory)}: one "
               f"process {one:.1f}s, --workers 2 {two:.1f}s, ratio {two / one:.2f}", flush=True)
     print(f"median ratio over {rounds} rounds: {statistics.median(ratios):.2f}", flush=True)
 
 
-def backend_speed(trials, root, rounds, backends, search_options, caches):
+def backend_speed(trials, root, rounds, backends, search_options, caches, task="binary"):
     """The same search on each backend, the order rotating each round."""
-    arguments = ["--task", "binary", "--max-trials", str(trials), *search_options]
+    arguments = ["--task", task, "--max-trials", str(trials), *search_options]
     reference = backends[0]
     ratios = {backend: [] for backend in backends[1:]}
     processes = "with workers" if "--workers" in search_options else "one process"
-    print(f"{trials}-trial search, breast_cancer, {processes}, "
+    print(f"{trials}-trial search, {DATASETS[task]}, {processes}, "
           f"options: {' '.join(search_options) or 'the command defaults'}; {caches.describe()}",
           flush=True)
     for round_ in range(rounds):
@@ -241,7 +245,7 @@ def backend_speed(trials, root, rounds, backends, search_options, caches):
     for backend in backends[1:]:
         median = statistics.median(ratios[backend])
         verdict = ""
-        if (reference, backend) == ("tensorflow", "jax"):
+        if (reference, backend, task) == ("tensorflow", "jax", "binary"):
             verdict = f" (target <= {BACKEND_TARGET}: {'met' if median <= BACKEND_TARGET else 'not met'})"
         print(f"median {backend}/{reference} over {rounds} rounds: {median:.2f}{verdict}", flush=True)
 
@@ -314,6 +318,9 @@ def main():
     parser.add_argument("--ensemble", type=int, default=None,
                         help="--ensemble of the speed and quality searches (default: the command's own)")
     parser.add_argument("--parts", default="speed,memory,quality")
+    parser.add_argument("--speed-task", choices=sorted(DATASETS), default="binary",
+                        help="task of the speed part's searches, on its bundled data set "
+                        "(default: binary, on breast_cancer; the JAX target is set on it)")
     backends = parser.add_mutually_exclusive_group()
     backends.add_argument("--backend", choices=BACKENDS,
                           help="--backend of every search (default: the kit's own choice)")
@@ -336,10 +343,11 @@ def main():
         if "speed" in parts:
             if args.backends:
                 backend_speed(args.trials_speed, root, args.rounds, args.backends,
-                              [*search_options, *optional_arguments(workers=args.workers)], caches)
+                              [*search_options, *optional_arguments(workers=args.workers)], caches,
+                              task=args.speed_task)
             else:
                 speed(args.trials_speed, root, args.rounds, [*search_options, *backend_options],
-                      caches)
+                      caches, task=args.speed_task)
         if "memory" in parts:
             memory(args.trials_memory, root, args.memory_workers, backend_options, caches)
         if "quality" in parts:
