@@ -78,10 +78,12 @@ class Standardize(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = (len(self.mean_values),)
+        # "zeros" and "ones", not `Constant`: on JAX, `Constant` multiplies
+        # on the device, one more compiled program in every new process.
         self.mean = self.add_weight(name="mean", shape=shape, trainable=False,
-                                    initializer=keras.initializers.Constant(0.0))
+                                    initializer="zeros")
         self.variance = self.add_weight(name="variance", shape=shape, trainable=False,
-                                        initializer=keras.initializers.Constant(1.0))
+                                        initializer="ones")
         self.mean.assign(np.asarray(self.mean_values, dtype=self.mean.dtype))
         self.variance.assign(np.asarray(self.variance_values, dtype=self.variance.dtype))
 
