@@ -92,10 +92,11 @@ def retrain_ensemble(task, frame, labels, split, configurations, *, seed=42, tem
             configuration. Defaults to the task's bundled template.
         trial_row_counts: optional `(training rows, validation rows)` of the
             fits a trial's compiled program serves, this retraining's
-            included (`TemplateHyperModel.program_row_counts`), and
-        max_epochs: the search's epoch limit: on JAX, each configuration
-            then trains with the program its trial compiled (read back from
-            the persistent compilation cache) rather than compiling its own.
+            included (`TemplateHyperModel.program_row_counts`). With
+            `max_epochs`, on JAX, each configuration trains with the program
+            its trial compiled (read back from the persistent compilation
+            cache) rather than compiling its own.
+        max_epochs: optional int, the search's epoch limit (`--max-epochs`).
 
     Returns:
         `FinalModel`.
