@@ -194,20 +194,32 @@ def compilation_cache_hits(tmp_path):
 
 @on_jax
 def test_early_stopping_settings_are_arguments_of_one_compiled_program(data):
+    def fit(model, settings, fused):
+        arguments = {"x": data.training_batches(32, seed=5),
+                     "validation_data": data.validation_batches(), "epochs": 12, "verbose": 0,
+                     "shuffle": False, "callbacks": [keras.callbacks.EarlyStopping(**settings)]}
+        if not fused:
+            return model.fit(**arguments)
+        with fused_fit.fused(model) as record:
+            history = model.fit(**arguments)
+        assert record.fused == 1, record.keras
+        return history
+
     seed_everything(5)
     model = binary.build_model(FixedHyperParameters(SMALL), data)
-    initial = fold_models.training_state(model)
-    initial = [np.array(variable.value) for variable in initial]
+    initial = [np.array(variable.value) for variable in fold_models.training_state(model)]
+    epochs = []
     for settings in ({"monitor": "val_loss", "patience": 1},
                      {"monitor": "val_accuracy", "mode": "max", "patience": 3, "min_delta": 0.01},
                      {"monitor": "loss", "patience": 2, "restore_best_weights": False}):
         for variable, value in zip(fold_models.training_state(model), initial, strict=True):
             variable.assign(value)
-        with fused_fit.fused(model) as record:
-            model.fit(data.training_batches(32, seed=5), validation_data=data.validation_batches(),
-                      epochs=6, verbose=0, shuffle=False,
-                      callbacks=[keras.callbacks.EarlyStopping(**settings)])
-        assert record.fused == 1, record.keras
+        history = fit(model, settings, fused=True)
+        seed_everything(5)
+        assert_same_history(fit(binary.build_model(FixedHyperParameters(SMALL), data), settings,
+                                fused=False), history)
+        epochs.append(len(history.epoch))
+    assert len(set(epochs)) > 1  # the settings stopped the fits at different epochs
     (program,) = fused_fit._programs[model].values()
     assert len(program.compiled) == 1
 
@@ -321,6 +333,11 @@ def test_a_cross_validated_trial_scores_as_with_keras_fit(data, monkeypatch):
     fused_scores = hypermodel.fit(hp, hypermodel.build(hp))
     assert len(runs) == 3  # every fold ran as one program
     assert len(builds) == 3  # the trial's model is the first fold's
+    assert_scores_as_in_keras_loop(hypermodel, hp, fused_scores, monkeypatch)
+
+
+def assert_scores_as_in_keras_loop(hypermodel, hp, fused_scores, monkeypatch):
+    """The trial scored again with every fit in Keras' own loop gives `fused_scores`."""
     monkeypatch.setattr(fused_fit, "unsupported", lambda model, arguments: "disabled")
     keras_scores = hypermodel.fit(hp, hypermodel.build(hp))
     assert fused_scores.keys() == keras_scores.keys()
@@ -378,12 +395,7 @@ def test_regression_folds_each_in_its_model_run_the_first_folds_program(monkeypa
     assert len(traced) == 1  # one program for the three folds
     assert len(threads) == 3 and all(name.startswith("fold") for name in threads)
     assert len({score["val_data_loss"] for score in fold_scores}) == 3
-
-    monkeypatch.setattr(fused_fit, "unsupported", lambda model, arguments: "disabled")
-    keras_scores = hypermodel.fit(hp, hypermodel.build(hp))
-    assert fused_scores.keys() == keras_scores.keys()
-    for name, value in keras_scores.items():
-        assert fused_scores[name] == pytest.approx(value, rel=1e-5), name
+    assert_scores_as_in_keras_loop(hypermodel, hp, fused_scores, monkeypatch)
 
 
 def test_parallel_folds_below_one_is_refused_with_its_value(data):

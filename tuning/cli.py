@@ -322,7 +322,7 @@ def main(argv, pool=None):
     space = {} if _is_worker() else narrow_space(args.fix, template_space(template, data))
     # On JAX a trial's folds run side by side on every core, in a local
     # worker too (`--threads` aside): with two workers on two cores, an
-    # 8-trial search took 16.5-16.9 s so, 18.2-18.4 s one fold at a time.
+    # 8-trial search took 16.5-16.9 s so, against 18.2-18.4 s one fold at a time.
     hypermodel = TemplateHyperModel(template, data, space=space, max_epochs=args.max_epochs,
                                     patience=args.patience, folds=folds, seed=args.seed)
     if not _is_worker():

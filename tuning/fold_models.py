@@ -38,15 +38,15 @@ True
 
 from keras import ops
 
-from templates.data_loss import DataLoss
-
 # Layer configuration keys whose values the layer also holds as weights:
 # copying the weights copies them.
 VALUES_HELD_AS_WEIGHTS = {"Standardize": ("mean", "variance")}
-# Layer configuration keys of float settings a compiled JAX program takes as
-# arguments (`tuning.fused_fit.row_settings`), as do a compiled loss weight
-# and `DataLoss`' weight.
-SETTINGS_AS_ARGUMENTS = {"Rescaling": ("scale", "offset")}
+# Float settings computed from the rows that are no weights (the regression
+# template's target scaling), by layer and by metric class: configuration
+# keys, which are also the attributes holding them. They and a compiled loss
+# weight are arguments of `tuning.fused_fit`'s program (`row_settings`).
+LAYER_SETTINGS = {"Rescaling": ("scale", "offset")}
+METRIC_SETTINGS = {"DataLoss": ("weight",)}
 # Layers whose configuration does not show everything they compute with.
 UNCOMPARABLE_LAYERS = ("Lambda",)
 
@@ -126,8 +126,8 @@ def _shapes(variables):
 def _architecture(model, settings=True):
     """The model's layer and compile configurations, weight-held values left out.
 
-    With `settings=False`, the float settings of `SETTINGS_AS_ARGUMENTS`,
-    the compiled loss weight and `DataLoss`' weight are left out too.
+    With `settings=False`, the float settings of `LAYER_SETTINGS` and
+    `METRIC_SETTINGS` and the compiled loss weight are left out too.
     `None` where the configuration cannot tell two models apart: a
     subclassed model (its configuration need not list its layers) or a
     `Lambda` layer (a function may close over values of the rows).
@@ -145,14 +145,14 @@ def _architecture(model, settings=True):
         for key in VALUES_HELD_AS_WEIGHTS.get(layer.get("class_name"), ()):
             layer.get("config", {}).pop(key, None)
         if not settings:
-            _drop_numbers(layer.get("config", {}),
-                          SETTINGS_AS_ARGUMENTS.get(layer.get("class_name"), ()))
+            _drop_numbers(layer.get("config", {}), LAYER_SETTINGS.get(layer.get("class_name"), ()))
     compile_config = model.get_compile_config() or {}
     if not settings:
         _drop_numbers(compile_config, ("loss_weights",))
         for metric in compile_config.get("metrics") or ():
-            if isinstance(metric, dict) and metric.get("class_name") == DataLoss.__name__:
-                _drop_numbers(metric.get("config", {}), ("weight",))
+            if isinstance(metric, dict):
+                _drop_numbers(metric.get("config", {}),
+                              METRIC_SETTINGS.get(metric.get("class_name"), ()))
     optimizer = compile_config.get("optimizer")
     if isinstance(optimizer, dict):
         optimizer.get("config", {}).pop("name", None)  # "adam", "adam_1", ...

@@ -60,7 +60,6 @@ import keras
 import numpy as np
 
 from templates.batches import ArrayBatches
-from templates.data_loss import DataLoss
 from tuning import fold_models, keras_internals
 from tuning.fail_on_nan import FailOnNaN
 
@@ -235,7 +234,6 @@ class _FusedFit:
         self.initial_epoch = arguments["initial_epoch"]
         self.epochs = arguments["epochs"] - self.initial_epoch
         self.epoch_capacity = max(self.epochs, max_epochs or 0)
-        self.rule = None  # `_StoppingRule` of the fit, once `run` has read its callbacks
         self.callbacks = [*(arguments["callbacks"] or []), keras.callbacks.History()]
         validation_rows = self.validation.num_rows if self.validation is not None else 0
         counts = [(self.train.num_rows, validation_rows), *row_counts]
@@ -262,6 +260,9 @@ class _FusedFit:
                 return "an EarlyStopping monitor of unknown direction"
             if self.stopping.monitor_op not in (keras.ops.less, keras.ops.greater):
                 return "an EarlyStopping comparison other than less or greater"
+        # The program validates when any of its fits does: this one may not.
+        self.rule = _StoppingRule.of(self.stopping, self.names, self.validation is not None,
+                                     program_validates=bool(self.validation_main))
         return None
 
     def run(self):
@@ -273,10 +274,7 @@ class _FusedFit:
         for callback in callbacks:
             callback.set_model(model)
             callback.set_params(params)
-        validates = self.validation is not None
-        # The program validates when any of its fits does: this one may not.
-        program_validates = bool(self.validation_main)
-        rule = _StoppingRule.of(stopping, names, validates, program_validates)
+        validates, rule = self.validation is not None, self.rule
         fails_on_nan = any(isinstance(callback, FailOnNaN) for callback in callbacks)
         model.stop_training = False
         for callback in callbacks:
@@ -284,7 +282,7 @@ class _FusedFit:
 
         shape = _ProgramShape(
             names=tuple(names), fails_on_nan=fails_on_nan,
-            validates=program_validates, weight_positions=_weight_positions(model),
+            validates=bool(self.validation_main), weight_positions=_weight_positions(model),
             batch_size=self.train.batch_size,
             max_batches=self.train_capacity // self.train.batch_size,
             validation_tail=self.validation_tail)
@@ -293,7 +291,6 @@ class _FusedFit:
         if owner is None or shape not in _programs.get(owner, {}):
             owner = model
         program = _program(owner, shape)
-        self.rule = rule
         inputs = self._program_inputs(_state_values(model), self.train, self.validation)
         if self.ahead is not None:
             outputs = self.ahead.outputs(model, program, inputs, self._later_inputs)
@@ -379,12 +376,10 @@ class _FusedFit:
         """
         if not self.validation_main:
             return None
-        if validation is None:
-            inputs, targets, rows = train.inputs, np.asarray(train.targets)[:0], 0
-            inputs = {name: values[:0] for name, values in inputs.items()}
-        else:
-            inputs, targets = validation.inputs, np.asarray(validation.targets)
-            rows = validation.num_rows
+        source = validation if validation is not None else train
+        rows = validation.num_rows if validation is not None else 0
+        inputs = {name: values[:rows] for name, values in source.inputs.items()}
+        targets = np.asarray(source.targets)[:rows]
         main, tail = slice(0, self.validation_main), slice(self.validation_main, None)
         return (({name: _padded(values[main], self.validation_main)
                   for name, values in inputs.items()}, _padded(targets[main], self.validation_main)),
@@ -728,11 +723,12 @@ def _make_program(model, shape):
 def row_settings(model):
     """The float settings of `model` a template computes from its rows, as `(owner, name)`.
 
-    `keras.layers.Rescaling`'s `scale` and `offset` (when each is one
-    number), each compiled loss weight (owner the model, name its position)
-    and each `DataLoss` metric's `weight`: the regression template sets them
-    from the training rows' target mean and deviation. The compiled program
-    takes them as arguments (`read_settings`, `settings_as`).
+    Those `tuning.fold_models.LAYER_SETTINGS` and `METRIC_SETTINGS` name
+    (`keras.layers.Rescaling`'s `scale` and `offset` when each is one
+    number, `DataLoss`' `weight`), and each compiled loss weight (owner the
+    model, name its position): the regression template sets them from the
+    training rows' target mean and deviation. The compiled program takes
+    them as arguments (`read_settings`, `settings_as`).
 
     Args:
         model: a `keras.Model` built as `fit` builds it (`keras_internals.build_for_fit`).
@@ -740,16 +736,18 @@ def row_settings(model):
     Returns:
         list of `(owner, name)`, in one order for models of one architecture.
     """
+    owners = [(layer, fold_models.LAYER_SETTINGS)
+              for layer in keras_internals.nested_layers(model)]
+    owners += [(metric, fold_models.METRIC_SETTINGS)
+               for metric in keras_internals.compiled_metrics(model)]
     settings = []
-    for layer in keras_internals.nested_layers(model):
-        if isinstance(layer, keras.layers.Rescaling) and all(
-                isinstance(getattr(layer, name), (int, float)) for name in ("scale", "offset")):
-            settings += [(layer, "scale"), (layer, "offset")]
+    for owner, table in owners:
+        names = table.get(type(owner).__name__, ())
+        if all(isinstance(getattr(owner, name), (int, float)) for name in names):
+            settings += [(owner, name) for name in names]
     settings += [(model, position)
                  for position, weight in enumerate(keras_internals.compiled_loss_weights(model))
                  if isinstance(weight, (int, float))]
-    settings += [(metric, "weight") for metric in keras_internals.compiled_metrics(model)
-                 if isinstance(metric, DataLoss)]
     return settings
 
 
