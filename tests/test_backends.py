@@ -117,6 +117,25 @@ def test_a_search_runs_and_resumes_on_jax(binary_csv, tmp_path):
     assert "resuming: 2 of 2 trials finished" in again.stdout
 
 
+def test_a_random_search_on_jax_scores_the_same_with_its_next_trials_ready_ahead(binary_csv,
+                                                                                 tmp_path):
+    def search(trials_ahead):
+        directory = tmp_path / f"ahead-{trials_ahead}"
+        check(run("-m", "tuning.search", "--task", "binary", "--csv", binary_csv,
+                  "--target", "target", "--max-trials", "4", "--max-epochs", "4", "--folds", "2",
+                  "--trials-ahead", trials_ahead, "--directory", directory, "--backend", "jax"))
+        board = pd.read_csv(directory / "leaderboard.csv").drop(columns="seconds")
+        files = sorted(path.relative_to(directory).as_posix()
+                       for path in (directory / "trials").rglob("*"))
+        return board, files, json.loads((directory / "metrics.json").read_text())["test"]
+
+    board, files, test = search(2)
+    board_without, files_without, test_without = search(0)
+    pd.testing.assert_frame_equal(board, board_without)
+    assert files == files_without
+    assert test == test_without
+
+
 def test_backend_option_wins_over_keras_backend():
     code = "import templates, keras; print(keras.backend.backend())"
     result = check(run("-c", code, "--backend", "jax", env={"KERAS_BACKEND": "tensorflow"}))

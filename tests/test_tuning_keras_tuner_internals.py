@@ -168,6 +168,56 @@ def test_build_and_fit_builds_the_trials_model_and_returns_its_results(tuner):
         hook, "it does not return the hypermodel's results")
 
 
+def random_oracle(tmp_path, space, max_trials):
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="val_loss", max_trials=max_trials,
+                                                    seed=3)
+    internals.set_project_dir(oracle, str(tmp_path), "trials")
+    oracle.update_space(space)
+    return oracle
+
+
+def run_trial(oracle, index):
+    trial = oracle.create_trial(f"tuner{index}")
+    oracle.update_trial(trial.trial_id, {"val_loss": float(index)})
+    oracle.end_trial(trial)
+    return trial
+
+
+def test_next_random_values_and_ids_are_those_of_the_next_trials(tmp_path):
+    hook = "Oracle._random_values(), _seed_state, _tried_so_far and _compute_values_hash"
+    space = keras_tuner.HyperParameters()
+    space.Int("units", 1, 4)  # 8 values: later draws collide with values already tried
+    space.Choice("activation", ["relu", "tanh"])
+    oracle = random_oracle(tmp_path, space, max_trials=12)
+    for index in range(7):
+        expected = internals.next_random_values(oracle, count=3)
+        expected_ids = internals.next_trial_ids(oracle, count=3)
+        assert internals.next_random_values(oracle, count=3) == expected, changed(
+            hook, "looking ahead changed the next values")
+        trial = run_trial(oracle, index)
+        assert trial.hyperparameters.values == expected[0], changed(
+            hook, f"trial {index} drew {trial.hyperparameters.values}, expected {expected[0]}")
+        assert trial.trial_id == expected_ids[0], changed(
+            "Oracle.create_trial's trial IDs", f"{trial.trial_id!r}, expected {expected_ids[0]!r}")
+        following = internals.next_random_values(oracle, count=2)
+        assert following == expected[1:len(following) + 1], changed(
+            hook, f"after trial {index}, the next values are {following}, expected {expected[1:]}")
+        assert internals.next_trial_ids(oracle, count=2) == expected_ids[1:]
+
+
+def test_next_random_values_stop_where_every_value_was_tried(tmp_path):
+    space = keras_tuner.HyperParameters()
+    space.Choice("activation", ["relu", "tanh", "gelu"])
+    oracle = random_oracle(tmp_path, space, max_trials=5)
+    run_trial(oracle, 0)
+    ahead = internals.next_random_values(oracle, count=3)
+    assert len(ahead) == 2 and {values["activation"] for values in ahead} | {
+        oracle.trials["0"].hyperparameters.values["activation"]} == {"relu", "tanh", "gelu"}
+    run_trial(oracle, 1)
+    run_trial(oracle, 2)
+    assert internals.next_random_values(oracle, count=2) == []
+
+
 def test_hyperband_constructor_does_only_what_the_oracle_bypass_skips(tmp_path):
     hook = "Hyperband.__init__ (skipped for keras_tuner.Tuner.__init__)"
     source = inspect.getsource(keras_tuner.Hyperband.__init__)

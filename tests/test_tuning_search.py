@@ -323,6 +323,7 @@ def other_task_directory(tmp_path):
     (["--max-trials", "0"], "--max-trials=0; expected an integer >= 1"),
     (["--ensemble", "0"], "--ensemble=0; expected an integer >= 1"),
     (["--folds", "-1"], "--folds=-1; expected an integer >= 0"),
+    (["--trials-ahead", "-1"], "--trials-ahead=-1; expected an integer >= 0"),
     (["--folds", "3", "--tuner", "hyperband"], "Expected --folds 1 (or 0) with hyperband"),
     (["--folds", "300"], "for 300 cross-validation folds; expected at least 600 rows"),
     (["--csv", "no/such.csv", "--target", "y"], "does not exist"),

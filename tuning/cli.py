@@ -39,7 +39,7 @@ from tuning.leaderboard import leaderboard
 from tuning.progress_oracle import BEST_EPOCH
 from tuning.report import write_report
 from tuning.space import FIX_SYNTAX, describe, narrow_space, template_space
-from tuning.tuners import TUNERS, check_tuner, make_tuner
+from tuning.tuners import DEFAULT_TRIALS_AHEAD, TUNERS, check_tuner, make_tuner
 
 EXIT_SEARCH_FAILED = 1
 SETTINGS_FILE = workers.SETTINGS_FILE
@@ -89,6 +89,10 @@ def parser():
                         help=f"search state and results (default: {workers.DEFAULT_DIRECTORY})")
     result.add_argument("--workers", type=int, default=0,
                         help="local worker processes; 0 runs trials in this process (default: 0)")
+    result.add_argument("--trials-ahead", type=int, default=DEFAULT_TRIALS_AHEAD,
+                        help="on JAX, the random search's next trials get ready (models built, "
+                        "programs compiled) while one trains, this many at most; 0 starts each "
+                        f"when it comes (default: {DEFAULT_TRIALS_AHEAD})")
     result.add_argument("--threads", type=int, default=0,
                         help="compute threads in this process (on TensorFlow, one more runs the "
                         "input pipeline); 0 lets the backend choose (default: 0)")
@@ -123,9 +127,10 @@ def check_arguments(args):
     for name in ("max_trials", "max_epochs", "patience", "ensemble", "max_consecutive_failures"):
         if getattr(args, name) < 1:
             raise TemplateError(f"Received --{name.replace('_', '-')}={getattr(args, name)}; expected an integer >= 1.")
-    for name in ("workers", "threads", "folds"):
+    for name in ("workers", "threads", "folds", "trials_ahead"):
         if getattr(args, name) < 0:
-            raise TemplateError(f"Received --{name}={getattr(args, name)}; expected an integer >= 0.")
+            raise TemplateError(f"Received --{name.replace('_', '-')}={getattr(args, name)}; "
+                                "expected an integer >= 0.")
     if args.folds > 1 and args.tuner == "hyperband":
         raise TemplateError(
             f"Received --folds {args.folds} with --tuner hyperband; Hyperband continues promoted "
@@ -178,7 +183,8 @@ def _search(args, argv, hypermodel, search_args, pool):
     def new_tuner():
         return make_tuner(args.tuner, hypermodel, directory=args.directory,
                           max_trials=args.max_trials, max_epochs=args.max_epochs, seed=args.seed,
-                          max_consecutive_failures=args.max_consecutive_failures)
+                          max_consecutive_failures=args.max_consecutive_failures,
+                          trials_ahead=args.trials_ahead)
 
     chief_address = f"{os.environ.get('KERASTUNER_ORACLE_IP')}:{os.environ.get('KERASTUNER_ORACLE_PORT')}"
     if _is_worker():
@@ -215,7 +221,10 @@ def _search(args, argv, hypermodel, search_args, pool):
     with workers.environment(KERASTUNER_TUNER_ID="chief"):
         tuner = new_tuner()
         _announce(tuner.oracle)
-        tuner.search(*search_args, verbose=0)
+        try:
+            tuner.search(*search_args, verbose=0)
+        finally:  # a search that stopped on an error leaves no trial waiting
+            tuner.stop_trials_ahead()
         return tuner.oracle
 
 

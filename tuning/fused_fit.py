@@ -53,6 +53,7 @@ Example:
 """
 
 import contextlib
+import contextvars
 import dataclasses
 import weakref
 
@@ -74,6 +75,8 @@ CALLBACK_HOOKS = sorted(name for name in dir(keras.callbacks.Callback) if name.s
 
 # One compiled program per model and shape of its inputs (`jax.jit` keys the shapes).
 _programs = weakref.WeakKeyDictionary()
+# What `before_training(wait)` runs before the next fit trains: `[wait]`, then `[]`.
+_before_training = contextvars.ContextVar("before_training", default=None)
 # XLA options the programs compile with: compiling is most of a trial, running
 # it little. XLA's older elemental emitters and LLVM's -O1 compile a 3-layer
 # template network's program in 0.95 s of CPU instead of 1.55 s; it then runs
@@ -95,6 +98,33 @@ class FitRecord:
 
     fused: int = 0
     keras: list = dataclasses.field(default_factory=list)
+
+
+@contextlib.contextmanager
+def before_training(wait):
+    """While open, the first `fit` inside `fused` calls `wait()` before it trains.
+
+    Once its program is compiled (its callbacks' `on_train_begin` has run
+    by then), or, where `fused` leaves the fit to Keras' own loop, before
+    that loop starts: `tuning.trial_ahead` gets a search's next trial ready
+    that way while the current one trains.
+
+    Example:
+
+    >>> with before_training(lambda: None):
+    ...     pass
+    """
+    token = _before_training.set([wait])
+    try:
+        yield
+    finally:
+        _before_training.reset(token)
+
+
+def _wait_before_training():
+    waits = _before_training.get()
+    while waits:
+        waits.pop()()
 
 
 @contextlib.contextmanager
@@ -131,6 +161,7 @@ def fused(model, row_counts=(), ahead=None, max_epochs=None, program_of=None):
             reason = fused_fit.prepare()
         if reason is not None:
             record.keras.append(reason)
+            _wait_before_training()
             return type(model).fit(model, *args, **kwargs)
         record.fused += 1
         return fused_fit.run()
@@ -292,6 +323,8 @@ class _FusedFit:
             owner = model
         program = _program(owner, shape)
         inputs = self._program_inputs(_state_values(model), self.train, self.validation)
+        program.compiled_for(inputs)
+        _wait_before_training()
         if self.ahead is not None:
             outputs = self.ahead.outputs(model, program, inputs, self._later_inputs)
         else:

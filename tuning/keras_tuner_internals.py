@@ -45,6 +45,9 @@ SIGNATURES = {
                                     ["self", "trial_id"]),
     "Tuner._build_and_fit_model": (keras_tuner.Tuner, "_build_and_fit_model",
                                    ["self", "trial", "args", "kwargs"]),
+    "Oracle._random_values": (keras_tuner.Oracle, "_random_values", ["self"]),
+    "Oracle._compute_values_hash": (keras_tuner.Oracle, "_compute_values_hash",
+                                    ["self", "values"]),
     "Hyperband.__init__": (keras_tuner.Hyperband, "__init__",
                            ["self", "hypermodel", "objective", "max_epochs", "factor",
                             "hyperband_iterations", "seed", "hyperparameters",
@@ -85,6 +88,49 @@ class SaveTrialHook:
 
     def save_trial(self, trial):
         super()._save_trial(trial)
+
+
+def next_random_values(oracle, count=1):
+    """The values a random search's next new trials will take, without drawing them.
+
+    `RandomSearchOracle.populate_space` draws a trial's values with
+    `Oracle._random_values`, which advances the oracle's `_seed_state` (one
+    step per hyperparameter) and skips values already tried
+    (`_tried_so_far`, to which `create_trial` adds them). Both are put back,
+    so the next trials draw these very values (unless a failed trial is
+    retried first).
+
+    Args:
+        oracle: a `keras_tuner.oracles.RandomSearchOracle` with at least
+            one trial (a first trial may take the defaults instead).
+        count: int, how many trials to look ahead. Defaults to `1`.
+
+    Returns:
+        list of dicts of values by hyperparameter name, one per trial; fewer
+        than `count` when the space runs out of untried values.
+    """
+    seed_state, tried = oracle._seed_state, set(oracle._tried_so_far)
+    drawn = []
+    try:
+        while len(drawn) < count:
+            values = oracle._random_values()
+            if values is None:
+                break
+            drawn.append(values)
+            oracle._tried_so_far.add(oracle._compute_values_hash(values))
+        return drawn
+    finally:
+        oracle._seed_state, oracle._tried_so_far = seed_state, tried
+
+
+def next_trial_ids(oracle, count=1):
+    """The IDs `Oracle.create_trial` will give the next `count` new trials.
+
+    Each is the number of trials created before it, zero-padded to as many
+    digits as `max_trials` has (`"07"` for the eighth of 10 to 99).
+    """
+    width = len(str(oracle.max_trials))
+    return [f"{{:0{width}d}}".format(len(oracle.trials) + index) for index in range(count)]
 
 
 # Tuner: state, space and trials.

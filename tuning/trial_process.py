@@ -127,6 +127,14 @@ class IsolatedCall:
         os.close(writer)
         self._pid, self._reader = pid, reader
 
+    def cancel(self):
+        """Stops the child, if it still runs; `result()` then raises `TrialProcessError`."""
+        if self._pid is not None:
+            pid, self._pid = self._pid, None
+            _stop(pid)
+            os.close(self._reader)
+            self._answer = (False, TrialProcessError("the call was cancelled."), None)
+
     def result(self):
         """Waits for the call to end and returns its result, or raises its error."""
         if self._pid is not None:
