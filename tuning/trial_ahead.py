@@ -1,24 +1,26 @@
-"""On JAX, a random search's next trial gets ready while the current one trains.
+"""On JAX, a random search's next trials get ready while the current one trains.
 
 Before its folds train side by side on every core, a trial's process
 builds its models, traces its training program (`tuning.fused_fit`) and
-compiles it: most of a second on one core or two, and no two trials share
-a program, since it depends on their hyperparameters. A random search's
-next values do not depend on this trial's score, so `TrialAhead.top_up`
-draws them ahead (without drawing them from the oracle, which then gives
-them to the next trial as it would have: `next_random_values`) and starts
-that trial's process at once. It runs the trial as it would have run it
-(the same function, arguments, callbacks and files), up to its first
-`fit`, which compiles its program and then waits (`fused_fit.before_training`)
-until the search creates that trial and lets it go (`go`). The trial then
-trains at once. Were the next trial another one (a failed trial retried
-first, the search stopped), the process is stopped (`cancel`) and the
-trial runs as usual. The trials, their scores and their files are the same
-as without; only the time a trial waited for its program is gone.
+compiles it: about a second of CPU, and no two trials share a program,
+since it depends on their hyperparameters. A random search's next values do
+not depend on this trial's score, so `TrialAhead.top_up` looks them up
+ahead, with the IDs the oracle will give those trials, without drawing them
+(`keras_tuner_internals.next_random_values`, `next_trial_ids`), and starts
+each of those trials' processes at once (`tuner.trials_ahead` at most). A
+process runs its trial as it would have been run (the same function,
+arguments, callbacks and files) up to its first `fit`, which compiles the
+program and then waits (`fused_fit.before_training`) until the search
+creates that trial and lets it go (`go`): it then trains at once. Its build,
+trace and compilation so overlap the trials before it. Where the next trial
+is not the one looked up (a failed trial retried first), that process is
+stopped (`cancel`) and the trial runs as usual. The trials, their scores
+and their files are the same as without.
 
-Nothing starts ahead on TensorFlow (no program to compile), for Bayesian
-optimisation and Hyperband (their next values depend on this trial's
-score), nor where trials do not run in processes of their own
+Nothing starts ahead on TensorFlow (its `fit` compiles as it trains), for
+Bayesian optimisation and Hyperband (their next values depend on this
+trial's score), before the first trial (it takes the defaults the space
+declares), nor where trials do not run in processes of their own
 (`tuning.trial_process.can_fork`).
 
 Example:
