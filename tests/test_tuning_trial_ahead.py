@@ -37,6 +37,7 @@ def on_jax(monkeypatch):
     """As in a search's process on JAX, which has not started JAX: trials may start ahead."""
     monkeypatch.setattr(trial_ahead.keras.backend, "backend", lambda: "jax")
     monkeypatch.setattr(trial_ahead, "can_fork", lambda: True)
+    monkeypatch.setattr(trial_ahead, "available_cores", lambda: 2)
     log = []
     monkeypatch.setattr(trial_ahead.TrialAhead, "_start", classmethod(
         lambda cls, trial, trial_call: Started(log)(trial, trial_call)))
@@ -101,7 +102,7 @@ OTHER_ORACLES = {
 
 
 @pytest.mark.parametrize("case", ["tensorflow", "bayesian", "hyperband", "off", "first trial",
-                                  "cannot fork"])
+                                  "cannot fork", "one core"])
 def test_no_trial_starts_ahead_where_its_values_or_its_program_are_unknown(tmp_path, on_jax,
                                                                            monkeypatch, case):
     oracle = OTHER_ORACLES[case]() if case in OTHER_ORACLES else None
@@ -112,7 +113,22 @@ def test_no_trial_starts_ahead_where_its_values_or_its_program_are_unknown(tmp_p
         tuner.oracle.trials.clear()
     if case == "cannot fork":
         monkeypatch.setattr(trial_ahead, "can_fork", lambda: False)
+    if case == "one core":
+        monkeypatch.setattr(trial_ahead, "available_cores", lambda: 1)
     assert top_up(tuner) == [] and on_jax == []
+
+
+def test_a_trial_that_cannot_start_ahead_starts_when_it_comes(tmp_path, on_jax, monkeypatch):
+    tuner = random_search(tmp_path)
+    start = trial_ahead.TrialAhead._start
+
+    def no_process_to_spare(trial, trial_call):
+        if trial.trial_id == "2":
+            raise BlockingIOError("fork: Resource temporarily unavailable")
+        return start(trial, trial_call)
+
+    monkeypatch.setattr(trial_ahead.TrialAhead, "_start", no_process_to_spare)
+    assert [ahead.trial.trial_id for ahead in top_up(tuner)] == ["1"]
 
 
 def test_trials_ahead_stop_at_the_last_trial(tmp_path, on_jax):

@@ -20,8 +20,8 @@ and their files are the same as without.
 Nothing starts ahead on TensorFlow (its `fit` compiles as it trains), for
 Bayesian optimisation and Hyperband (their next values depend on this
 trial's score), before the first trial (it takes the defaults the space
-declares), nor where trials do not run in processes of their own
-(`tuning.trial_process.can_fork`).
+declares), on one core (nothing would run beside the trial), nor where
+trials do not run in processes of their own (`tuning.trial_process.can_fork`).
 
 Example:
 
@@ -37,6 +37,7 @@ import keras_tuner
 from keras_tuner.engine.trial import Trial, TrialStatus
 
 from tuning import fused_fit
+from tuning.hypermodel import available_cores
 from tuning.keras_tuner_internals import next_random_values, next_trial_ids
 from tuning.trial_process import IsolatedCall, can_fork
 
@@ -80,7 +81,10 @@ class TrialAhead:
             else:
                 ahead.cancel()
         for trial in upcoming[len(kept):]:
-            kept.append(cls._start(trial, trial_call))
+            try:
+                kept.append(cls._start(trial, trial_call))
+            except OSError:  # no process or pipe to spare: the trial starts when it comes
+                break
         return kept
 
     @classmethod
@@ -125,7 +129,7 @@ def _upcoming_trials(tuner):
     if tuner is None or not getattr(tuner, "trials_ahead", 0):
         return []
     oracle = tuner.oracle
-    if (keras.backend.backend() != "jax" or not can_fork()
+    if (keras.backend.backend() != "jax" or not can_fork() or available_cores() < 2
             or not isinstance(oracle, keras_tuner.oracles.RandomSearchOracle)
             or not oracle.trials):
         return []
