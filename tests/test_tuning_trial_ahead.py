@@ -15,8 +15,22 @@ import keras_tuner
 import pytest
 
 from conftest import REPO_ROOT
-from tuning import trial_ahead
+from tuning import trial_ahead, tuners
 from tuning.keras_tuner_internals import set_project_dir
+
+
+class FakeCall:
+    """Stands for a trial's `IsolatedCall`: notes its result and its cancellation."""
+
+    def __init__(self, trial_id, log):
+        self.trial_id, self.log = trial_id, log
+
+    def result(self):
+        self.log.append(("result", self.trial_id))
+        return {"val_data_loss": 1.0 / (1 + int(self.trial_id)), "best_epoch": 2}
+
+    def cancel(self):
+        self.log.append(("cancel", self.trial_id))
 
 
 class Started:
@@ -27,9 +41,8 @@ class Started:
 
     def __call__(self, trial, trial_call):
         self.log.append(("start", trial.trial_id))
-        ahead = trial_ahead.TrialAhead(trial, call=None, go_writer=None)
-        ahead.cancel = lambda: self.log.append(("cancel", trial.trial_id))
-        return ahead
+        return trial_ahead.TrialAhead(trial, call=FakeCall(trial.trial_id, self.log),
+                                      go_writer=None)
 
 
 @pytest.fixture
@@ -87,8 +100,7 @@ def test_a_trial_ahead_that_no_longer_comes_next_is_stopped(tmp_path, on_jax):
     other = tuner.oracle.hyperparameters.copy()
     other.values = {**first.trial.hyperparameters.values, "width": 7}
     wrong = trial_ahead.TrialAhead(types.SimpleNamespace(trial_id="1", hyperparameters=other),
-                                   call=None, go_writer=None)
-    wrong.cancel = lambda: on_jax.append(("cancel", "wrong"))
+                                   call=FakeCall("wrong", on_jax), go_writer=None)
     ahead = top_up(tuner, [wrong, second])
     assert on_jax[2:] == [("cancel", "wrong"), ("cancel", "2"), ("start", "1"), ("start", "2")]
     assert [trial.trial.trial_id for trial in ahead] == ["1", "2"]
@@ -129,6 +141,33 @@ def test_a_trial_that_cannot_start_ahead_starts_when_it_comes(tmp_path, on_jax, 
 
     monkeypatch.setattr(trial_ahead.TrialAhead, "_start", no_process_to_spare)
     assert [ahead.trial.trial_id for ahead in top_up(tuner)] == ["1"]
+
+
+class SpaceOnly(keras_tuner.HyperModel):
+    """A hypermodel whose trials never train in this process."""
+
+    def declare_hyperparameters(self, hp):
+        hp.Int("width", 8, 256, default=32)
+        hp.Choice("activation", ["relu", "tanh", "sigmoid"])
+
+
+def test_a_search_lets_each_trial_started_ahead_go_instead_of_starting_it_again(tmp_path, on_jax,
+                                                                                 monkeypatch):
+    own_processes = []
+
+    def started_when_it_comes(function, *args, **kwargs):
+        trial = args[2]  # `trial_call`'s arguments: build_and_fit, the checkpoint, the trial
+        own_processes.append(trial.trial_id)
+        return FakeCall(trial.trial_id, on_jax)
+
+    monkeypatch.setattr(tuners, "IsolatedCall", started_when_it_comes)
+    tuner = tuners.make_tuner("random", SpaceOnly(), directory=str(tmp_path), max_trials=4,
+                              max_epochs=2, seed=1)
+    tuner.search(verbose=0)
+    assert own_processes == ["0"]  # the first trial takes the defaults: nothing looked it up
+    assert on_jax == [("start", "1"), ("start", "2"), ("result", "0"),
+                      ("start", "3"), ("result", "1"), ("result", "2"), ("result", "3")]
+    assert [trial.score for trial in tuner.oracle.trials.values()] == [1.0, 0.5, 1 / 3, 0.25]
 
 
 def test_trials_ahead_stop_at_the_last_trial(tmp_path, on_jax):
