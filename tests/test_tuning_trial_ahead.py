@@ -45,10 +45,15 @@ class Started:
                                       go_writer=None)
 
 
+def keras_on(backend):
+    """Keras as `tuning.trial_ahead` sees it, on `backend` (Keras picks one per process)."""
+    return types.SimpleNamespace(backend=types.SimpleNamespace(backend=lambda: backend))
+
+
 @pytest.fixture
 def on_jax(monkeypatch):
     """As in a search's process on JAX, which has not started JAX: trials may start ahead."""
-    monkeypatch.setattr(trial_ahead.keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(trial_ahead, "keras", keras_on("jax"))
     monkeypatch.setattr(trial_ahead, "can_fork", lambda: True)
     monkeypatch.setattr(trial_ahead, "available_cores", lambda: 2)
     log = []
@@ -120,7 +125,7 @@ def test_no_trial_starts_ahead_where_its_values_or_its_program_are_unknown(tmp_p
     oracle = OTHER_ORACLES[case]() if case in OTHER_ORACLES else None
     tuner = random_search(tmp_path, oracle=oracle, trials_ahead=0 if case == "off" else 2)
     if case == "tensorflow":
-        monkeypatch.setattr(trial_ahead.keras.backend, "backend", lambda: "tensorflow")
+        monkeypatch.setattr(trial_ahead, "keras", keras_on("tensorflow"))
     if case == "first trial":
         tuner.oracle.trials.clear()
     if case == "cannot fork":

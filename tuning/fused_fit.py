@@ -123,7 +123,7 @@ def before_training(wait):
 
 def _wait_before_training():
     waits = _before_training.get()
-    while waits:
+    if waits:  # once: `before_training` is about the first fit
         waits.pop()()
 
 

@@ -126,7 +126,7 @@ class TrialAhead:
 
 def _upcoming_trials(tuner):
     """The trials the oracle will create next, `tuner.trials_ahead` at most (none where it cannot tell)."""
-    if tuner is None or not getattr(tuner, "trials_ahead", 0):
+    if tuner is None or not tuner.trials_ahead:
         return []
     oracle = tuner.oracle
     if (keras.backend.backend() != "jax" or not can_fork() or available_cores() < 2

@@ -28,9 +28,7 @@ from tuning.trial_process import IsolatedCall, TrialProcessError
 
 OBJECTIVE = keras_tuner.Objective(OBJECTIVE_NAME, direction="min")
 # On JAX, the random search's next trials that get ready while one trains
-# (`tuning.trial_ahead`): an 8-trial search on breast_cancer took 14.5-14.9 s
-# with 1, 14.5-14.6 s with 2 and 14.5-14.7 s with 3, against 17.5-17.7 s with
-# none. A trial waiting ahead holds a process (its models and program).
+# (`tuning.trial_ahead`; measured with 0 to 3 in docs/tuning.md).
 DEFAULT_TRIALS_AHEAD = 2
 # Metrics (of `templates.tasks.TASKS`) for which higher is better.
 HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall")
@@ -149,6 +147,11 @@ class TemplateTuner(PopulateSpaceHook, keras_tuner.Tuner):
     Each trial runs once (`executions_per_trial` is not used).
     """
 
+    # On JAX, a random search's next trials get ready while this one trains
+    # (`tuning.trial_ahead`), this many at most; `0` starts each trial when it comes.
+    trials_ahead = DEFAULT_TRIALS_AHEAD
+    _ahead = ()  # the `TrialAhead` of the next trials, next first
+
     def save(self):
         # As KerasTuner's, with each file replaced atomically (see `tuning.atomic_state`).
         if not is_worker(self):
@@ -164,11 +167,6 @@ class TemplateTuner(PopulateSpaceHook, keras_tuner.Tuner):
         hp = self.oracle.get_space()
         self.hypermodel.declare_hyperparameters(hp)
         self.oracle.update_space(hp)
-
-    # On JAX, a random search's next trials get ready while this one trains
-    # (`tuning.trial_ahead`), this many at most; `0` starts each trial when it comes.
-    trials_ahead = DEFAULT_TRIALS_AHEAD
-    _ahead = ()  # the `TrialAhead` of the next trials, next first
 
     def run_trial(self, trial, *args, **kwargs):
         ahead = list(self._ahead)
