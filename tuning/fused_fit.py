@@ -82,9 +82,13 @@ _before_training = contextvars.ContextVar("before_training", default=None)
 # template network's program in 0.95 s of CPU instead of 1.55 s; it then runs
 # a quarter to a half slower (0.20 s against 0.13 s per 100 epochs of a
 # breast_cancer fold) with the same history to about 1e-7 (LLVM orders some
-# float operations differently). Whole trials are faster (docs/tuning.md). An
-# XLA release that no longer knows an option compiles with its defaults.
-COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
+# float operations differently). Whole trials are faster (docs/tuning.md).
+# LLVM in one piece rather than split across threads: 0.73 s of CPU instead
+# of 0.82 s, the same code; in a search, whose cores are busy with the trials
+# getting ready, less CPU is what counts (benchmarks/README.md). An XLA
+# release that no longer knows an option compiles with its defaults.
+COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1,
+                    "xla_cpu_parallel_codegen_split_count": 1}
 
 
 @dataclasses.dataclass
@@ -690,7 +694,6 @@ def _make_program(model, shape):
         restores = rule["restore_best_weights"]
         new = dict(stopping)
         first = restores & eligible & ~stopping["has_best_weights"]
-        new["best_weights"] = _where(first, weights(state), stopping["best_weights"])
         new["best_epoch"] = jnp.where(first, epoch, stopping["best_epoch"])
         new["has_best_weights"] = stopping["has_best_weights"] | (restores & eligible)
         wait = jnp.where(eligible, stopping["wait"] + 1, stopping["wait"])
@@ -698,7 +701,12 @@ def _make_program(model, shape):
         new["best"] = jnp.where(improved, current, stopping["best"])
         new["has_best"] = stopping["has_best"] | improved
         new["best_epoch"] = jnp.where(improved, epoch, new["best_epoch"])
-        new["best_weights"] = _where(restores & improved, weights(state), new["best_weights"])
+        # Copied in a branch, not selected weight by weight: XLA then compiles
+        # no kernel per weight for it (a tenth of a 3-layer program's), and
+        # an epoch that keeps the best weights copies none.
+        new["best_weights"] = jax.lax.cond(first | (restores & improved),
+                                           lambda: list(weights(state)),
+                                           lambda: list(stopping["best_weights"]))
         beats_baseline = ~rule["has_baseline"] | better(current, rule["baseline"])
         new["wait"] = jnp.where(improved & beats_baseline, 0, wait)
         stop = eligible & ~improved & (wait >= rule["patience"]) & (epoch > 0)
@@ -841,12 +849,6 @@ def _like(new, old):
     olds = jax.tree.leaves(old)
     return jax.tree.unflatten(structure, [leaf.astype(reference.dtype)
                                           for leaf, reference in zip(leaves, olds, strict=True)])
-
-
-def _where(condition, new, old):
-    import jax.numpy as jnp
-
-    return [jnp.where(condition, a, b) for a, b in zip(new, old, strict=True)]
 
 
 def _state_variables(model):

@@ -33,6 +33,8 @@ Example:
 0
 """
 
+import contextlib
+import gc
 import sys
 
 from tuning import workers
@@ -61,8 +63,9 @@ def main(argv=None):
     if pool is not None and not fork:
         pool.start()
     try:
-        from templates.cli import EXIT_BAD_INPUT
-        from tuning import cli  # imports TensorFlow
+        with _frozen_once_imported():
+            from templates.cli import EXIT_BAD_INPUT
+            from tuning import cli  # imports TensorFlow (or JAX)
 
         if fork:
             pool.fork(cli.main)
@@ -75,5 +78,32 @@ def main(argv=None):
     return status
 
 
+@contextlib.contextmanager
+def _frozen_once_imported():
+    """Imports without garbage collections, then freezes what they made (`gc.freeze`).
+
+    Importing Keras with JAX or TensorFlow makes some 300,000 objects that
+    live as long as the process. Each collection during the imports walks
+    them all again (a sixth of the imports' 1.6 s); frozen, later
+    collections leave them out, here and in the trials' forked processes.
+    A process that imported them already (tests) is left as it is.
+    """
+    if "tuning.cli" in sys.modules:
+        yield
+        return
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Frozen, the objects left are freed at exit without the collections
+    # that would first walk them all: 0.35 s on JAX, 0.5 s on TensorFlow.
+    gc.freeze()
+    sys.exit(status)
