@@ -136,6 +136,73 @@ def test_a_random_search_on_jax_scores_the_same_with_its_next_trials_ready_ahead
     assert test == test_without
 
 
+RECORDED_SEARCH = """
+import os, sys
+from tuning import final_model, hypermodel, search, tuners
+
+log, hold = sys.argv[1], sys.argv[2] == "hold"
+def note(*words):
+    with open(log, "a") as file:
+        print(*words, file=file)
+
+fit, retrain, trial_end = (hypermodel.TemplateHyperModel.fit, final_model._retrain,
+                           tuners.TemplateTuner.on_trial_end)
+def noted_fit(self, *args, **kwargs):
+    note("trial", os.getpid())
+    return fit(self, *args, **kwargs)
+def noted_retrain(*args, program_of=None, **kwargs):
+    note("retrain", os.getpid(), program_of is not None)
+    return retrain(*args, program_of=program_of, **kwargs)
+def noted_trial_end(self, trial):
+    trial_end(self, trial)
+    note("waiting", *sorted(self.finished_trial_processes()))
+hypermodel.TemplateHyperModel.fit = noted_fit
+final_model._retrain = noted_retrain
+tuners.TemplateTuner.on_trial_end = noted_trial_end
+if not hold:
+    tuners.TemplateTuner.holds_finished_trials = lambda self: False
+sys.exit(search.main(sys.argv[3:]))
+"""
+
+
+def test_a_jax_search_retrains_its_best_trials_in_their_own_processes(binary_csv, tmp_path):
+    # The best --ensemble trials' processes wait, their programs compiled, and
+    # retrain there: the same final model as retrained in new processes.
+    def search(hold):
+        directory, log = tmp_path / hold, tmp_path / f"{hold}.log"
+        check(run("-c", RECORDED_SEARCH, log, hold, "--task", "binary", "--csv", binary_csv,
+                  "--target", "target", "--max-trials", "5", "--max-epochs", "4", "--folds", "2",
+                  "--ensemble", "2", "--directory", directory, "--backend", "jax",
+                  env={"KERAS_BACKEND": "jax"}))
+        lines = [line.split() for line in log.read_text().splitlines()]
+        board = pd.read_csv(directory / "leaderboard.csv").drop(columns="seconds")
+        return directory, lines, board
+
+    directory, lines, board = search("hold")
+    trials = [words[1] for words in lines if words[0] == "trial"]
+    retrains = [words[1:] for words in lines if words[0] == "retrain"]
+    assert len(trials) == 5 and len(retrains) == 2
+    assert all(pid in trials and program_of == "True" for pid, program_of in retrains)
+    waiting = [ids for kind, *ids in lines if kind == "waiting"]
+    best = board.sort_values("score")["trial"].head(2)
+    assert max(len(ids) for ids in waiting) == 2
+    assert sorted(int(trial) for trial in waiting[-1]) == sorted(best)
+
+    directory_without, lines_without, board_without = search("new")
+    assert not [ids for kind, *ids in lines_without if kind == "waiting" and ids]
+    assert not {words[1] for words in lines_without if words[0] == "retrain"} & set(trials)
+    pd.testing.assert_frame_equal(board, board_without)
+    for name in ("metrics.json", "best_hyperparameters.json"):
+        assert (json.loads((directory / name).read_text())
+                == json.loads((directory_without / name).read_text())), name
+    from templates.predict import load_model
+
+    weights = [load_model(folder / "best_model.keras").get_weights()
+               for folder in (directory, directory_without)]
+    for held, new in zip(*weights, strict=True):
+        assert (held == new).all()
+
+
 def test_backend_option_wins_over_keras_backend():
     code = "import templates, keras; print(keras.backend.backend())"
     result = check(run("-c", code, "--backend", "jax", env={"KERAS_BACKEND": "tensorflow"}))

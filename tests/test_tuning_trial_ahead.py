@@ -58,7 +58,7 @@ def on_jax(monkeypatch):
     monkeypatch.setattr(trial_ahead, "available_cores", lambda: 2)
     log = []
     monkeypatch.setattr(trial_ahead.TrialAhead, "_start", classmethod(
-        lambda cls, trial, trial_call: Started(log)(trial, trial_call)))
+        lambda cls, trial, trial_call, held=False: Started(log)(trial, trial_call)))
     return log
 
 
@@ -71,7 +71,8 @@ def random_search(tmp_path, max_trials=4, oracle=None, trials_ahead=2):
     space.Int("width", 8, 256)
     space.Choice("activation", ["relu", "tanh", "sigmoid"])
     oracle.update_space(space)
-    tuner = types.SimpleNamespace(oracle=oracle, trials_ahead=trials_ahead)
+    tuner = types.SimpleNamespace(oracle=oracle, trials_ahead=trials_ahead,
+                                  holds_finished_trials=lambda: False)
     next_trial(tuner)
     return tuner
 
@@ -139,10 +140,10 @@ def test_a_trial_that_cannot_start_ahead_starts_when_it_comes(tmp_path, on_jax, 
     tuner = random_search(tmp_path)
     start = trial_ahead.TrialAhead._start
 
-    def no_process_to_spare(trial, trial_call):
+    def no_process_to_spare(trial, trial_call, held=False):
         if trial.trial_id == "2":
             raise BlockingIOError("fork: Resource temporarily unavailable")
-        return start(trial, trial_call)
+        return start(trial, trial_call, held)
 
     monkeypatch.setattr(trial_ahead.TrialAhead, "_start", no_process_to_spare)
     assert [ahead.trial.trial_id for ahead in top_up(tuner)] == ["1"]

@@ -95,6 +95,69 @@ def test_calls_started_together_run_side_by_side(tmp_path):
     assert output == "[True, True, True]"
 
 
+@linux_only
+def test_a_held_call_runs_more_functions_in_its_process_until_released():
+    # What the first function leaves in memory is there for the next ones.
+    output = run_fresh("""
+        import os
+        from tuning.trial_process import IsolatedCall
+        kept = {}
+        def remember(value):
+            kept["value"] = value
+            return os.getpid()
+        def recall():
+            return os.getpid(), kept["value"]
+        call = IsolatedCall.held(remember, 7)
+        pid = call.result()
+        again, value = call.send(recall).result()
+        call.release()
+        try:
+            os.kill(pid, 0)
+            ended = False
+        except ProcessLookupError:
+            ended = True
+        print(pid != os.getpid(), again == pid, value, ended)
+    """)
+    assert output == "True True 7 True"
+
+
+@linux_only
+def test_a_held_call_raises_its_errors_and_refuses_calls_once_released():
+    output = run_fresh("""
+        import os
+        from tuning.trial_process import IsolatedCall, TrialProcessError
+        call = IsolatedCall.held(int, "1")
+        call.result()
+        try:
+            call.send(int, "not a number").result()
+        except ValueError as error:
+            print("raised:", error)
+        print(call.send(int, "2").result())
+        call.release()
+        try:
+            call.send(int, "3")
+        except TrialProcessError as error:
+            print("released:", error)
+        dead = IsolatedCall.held(int, "1")
+        dead.result()
+        try:
+            dead.send(os._exit, 3).result()
+        except TrialProcessError as error:
+            print("died:", error)
+        try:
+            IsolatedCall(int, "1").send(int, "2")
+        except ValueError as error:
+            print("not held:", error)
+    """)
+    assert output.splitlines() == [
+        "raised: invalid literal for int() with base 10: 'not a number'",
+        "2",
+        "released: the call's process has ended.",
+        "died: the trial's process ended without a result (exit status 3).",
+        "not held: Only a call started with IsolatedCall.held runs more functions.",
+    ]
+
+
 def test_runs_in_this_process_once_tensorflow_has_started():
     import tensorflow as tf
 

@@ -179,23 +179,28 @@ def _is_worker():
 
 
 def _search(args, argv, hypermodel, search_args, pool):
-    """Runs the trials; returns the oracle (in a worker: `None`)."""
-    def new_tuner():
+    """Runs the trials; returns the oracle (in a worker: `None`) and the best trials' held processes.
+
+    The processes are `{trial ID: IsolatedCall}` (`TemplateTuner.keep_best`):
+    on JAX, in one process, the best `--ensemble` trials' wait to be
+    retrained there. The caller releases them.
+    """
+    def new_tuner(keep_best=0):
         return make_tuner(args.tuner, hypermodel, directory=args.directory,
                           max_trials=args.max_trials, max_epochs=args.max_epochs, seed=args.seed,
                           max_consecutive_failures=args.max_consecutive_failures,
-                          trials_ahead=args.trials_ahead)
+                          trials_ahead=args.trials_ahead, keep_best=keep_best)
 
     chief_address = f"{os.environ.get('KERASTUNER_ORACLE_IP')}:{os.environ.get('KERASTUNER_ORACLE_PORT')}"
     if _is_worker():
         distributed.wait_for_chief(chief_address)
         new_tuner().search(*search_args, verbose=0)
-        return None
+        return None, {}
     if "KERASTUNER_ORACLE_IP" in os.environ:  # the chief of a multi-machine search
         tuner = new_tuner()
         tuner.save()
         distributed.serve(tuner.oracle, chief_address)
-        return tuner.oracle
+        return tuner.oracle, {}
     if args.workers:
         if pool is None:
             pool = workers.new_pool(argv, args.workers, args.directory)
@@ -216,16 +221,19 @@ def _search(args, argv, hypermodel, search_args, pool):
                     f"{pool.log_dir}/*.log. Finished trials are kept: "
                     "run the same command to resume."
                 )
-            return tuner.oracle
+            return tuner.oracle, {}
     # One process: the same tuner ID as a chief, so either mode resumes the other.
     with workers.environment(KERASTUNER_TUNER_ID="chief"):
-        tuner = new_tuner()
+        tuner = new_tuner(keep_best=args.ensemble)
         _announce(tuner.oracle)
         try:
             tuner.search(*search_args, verbose=0)
-        finally:  # a search that stopped on an error leaves no trial waiting
+        except BaseException:  # a search that stopped on an error leaves no process waiting
+            tuner.release_finished_trials()
+            raise
+        finally:
             tuner.stop_trials_ahead()
-        return tuner.oracle
+        return tuner.oracle, tuner.finished_trial_processes()
 
 
 def _announce(oracle):
@@ -247,8 +255,13 @@ def _set_threads(threads):
         tf.config.threading.set_inter_op_parallelism_threads(threads + 1)
 
 
-def write_results(args, template, oracle, space, frame, labels, split, folds, trial_row_counts=()):
-    """Writes the leaderboard, the final model (the best trials, retrained and averaged) and the report."""
+def write_results(args, template, oracle, space, frame, labels, split, folds, trial_row_counts=(),
+                  held=None):
+    """Writes the leaderboard, the final model (the best trials, retrained and averaged) and the report.
+
+    `held`: `{trial ID: IsolatedCall}` of trials' processes that wait to
+    retrain their configuration (`_search`).
+    """
     board = leaderboard(oracle, names=list(space))
     artifacts.replace_atomically(os.path.join(args.directory, "leaderboard.csv"),
                                  lambda path: board.to_csv(path, index=False))
@@ -266,10 +279,12 @@ def write_results(args, template, oracle, space, frame, labels, split, folds, tr
          int(trial.metrics.get_last_value(BEST_EPOCH)))
         for trial in best
     ]
-    # On JAX each configuration retrains with the program its trial compiled.
+    # On JAX each configuration retrains with the program its trial compiled,
+    # in that trial's process where it waits.
     retraining = Retraining(args.task, frame, labels, split, configurations, seed=args.seed,
                             template=template, trial_row_counts=trial_row_counts,
-                            max_epochs=args.max_epochs)
+                            max_epochs=args.max_epochs,
+                            held=[(held or {}).get(trial.trial_id) for trial in best])
     # While the final models train in their processes: the report's plot,
     # the baselines and the importances.
     plot_sensitivity(board, space, os.path.join(args.directory, "sensitivity.png"))
@@ -345,15 +360,19 @@ def main(argv, pool=None):
     _set_threads(args.threads)
     seed_everything(args.seed)
     search_args = ()
+    held = {}
     try:
-        oracle = _search(args, argv, hypermodel, search_args, pool)
+        oracle, held = _search(args, argv, hypermodel, search_args, pool)
         if oracle is None:
             return 0
         test, baselines = write_results(args, template, oracle, space, frame, labels, split, folds,
-                                        hypermodel.program_row_counts())
+                                        hypermodel.program_row_counts(), held)
     except SearchFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SEARCH_FAILED
+    finally:  # the trials' processes that waited to retrain (on JAX)
+        for call in held.values():
+            call.release()
     print(f"test: {format_metrics(test)}")
     for name, scores in baselines.items():
         print(f"{name}: {format_metrics(scores)}")

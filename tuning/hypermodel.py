@@ -168,6 +168,9 @@ class TemplateHyperModel(keras_tuner.HyperModel):
                 ).history
             return _scores(history, initial_epoch)
 
+        # A trial's process that waits once finished retrains there with
+        # `model`'s compiled program (`tuning.final_model`).
+        _TRAINED.update(hypermodel=self, model=model)
         if self.fold_rows is None:
             return train(model, self.data)
         if initial_epoch:
@@ -232,6 +235,19 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         split = self.data.split
         fits = self.fold_row_counts() or [(len(split.train), len(split.validation))]
         return [*fits, (len(split.train) + len(split.validation), 0)]
+
+
+# The hypermodel and the model of the last trial `fit` in this process.
+_TRAINED = {}
+
+
+def trained_in_this_process():
+    """`(hypermodel, model)` of the last trial fitted in this process, or `(None, None)`.
+
+    `model` is the one `TemplateHyperModel.build` returned (the first
+    fold's), whose compiled program (`tuning.fused_fit`) its folds ran.
+    """
+    return _TRAINED.get("hypermodel"), _TRAINED.get("model")
 
 
 def available_cores():

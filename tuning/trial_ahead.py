@@ -82,17 +82,18 @@ class TrialAhead:
                 ahead.cancel()
         for trial in upcoming[len(kept):]:
             try:
-                kept.append(cls._start(trial, trial_call))
+                kept.append(cls._start(trial, trial_call, held=tuner.holds_finished_trials()))
             except OSError:  # no process or pipe to spare: the trial starts when it comes
                 break
         return kept
 
     @classmethod
-    def _start(cls, trial, trial_call):
+    def _start(cls, trial, trial_call, held=False):
         function, args, kwargs = trial_call(trial)
         go_reader, go_writer = os.pipe()
+        start = IsolatedCall.held if held else IsolatedCall
         try:
-            call = IsolatedCall(_when_let_go, go_reader, function, *args, **kwargs)
+            call = start(_when_let_go, go_reader, function, *args, **kwargs)
         except BaseException:
             os.close(go_writer)
             raise

@@ -28,6 +28,7 @@ import gc
 import os
 import pickle
 import signal
+import struct
 import sys
 import traceback
 
@@ -51,7 +52,7 @@ def _tensorflow_started():
         return False
     from tensorflow.python.eager import context
 
-    return context.context()._initialized  # noqa: SLF001 - no public way to ask
+    return context.context()._initialized  # no public way to ask
 
 
 def _jax_started():
@@ -102,55 +103,105 @@ class IsolatedCall:
     false, the call runs in this process when it is created. `result()`
     behaves as `run_isolated`.
 
+    A call started with `IsolatedCall.held` keeps its child once it has
+    answered: `send` runs another function there, with whatever the first
+    left in memory (a search retrains its best trials in their own
+    processes, with the programs they compiled), and `release` ends it.
+
     Example:
 
     >>> calls = [IsolatedCall(sum, [1, 2]), IsolatedCall(max, [1, 2])]
     >>> [call.result() for call in calls]
     [3, 2]
+    >>> call = IsolatedCall.held(sum, [1, 2])
+    >>> call.result(), call.send(max, [1, 2]).result()
+    (3, 2)
+    >>> call.release()
     """
 
     def __init__(self, function, *args, **kwargs):
-        self._pid = None
-        if not can_fork():
-            try:
-                self._answer = (True, function(*args, **kwargs), None)
-            except Exception as error:  # noqa: BLE001 - raised again by result()
-                self._answer = (False, error, None)
+        self._start(function, args, kwargs, held=False)
+
+    @classmethod
+    def held(cls, function, *args, **kwargs):
+        """`IsolatedCall(function, *args, **kwargs)` whose child waits for `send` or `release` once it has answered."""
+        call = cls.__new__(cls)
+        call._start(function, args, kwargs, held=True)
+        return call
+
+    def _start(self, function, args, kwargs, held):
+        self._pid, self._commands, self._answer = None, None, None
+        self._held, self._inline = held, not can_fork()
+        if self._inline:
+            self._answer = _inline_answer(function, args, kwargs)
             return
         sys.stdout.flush()
         sys.stderr.flush()
         reader, writer = os.pipe()
+        commands_reader, commands_writer = os.pipe() if held else (None, None)
         pid = os.fork()
         if pid == 0:
             os.close(reader)
-            _run_in_child(writer, function, args, kwargs)
+            # Other held children's command pipes: a copy here would keep them
+            # from seeing their end when released.
+            for inherited in [*_COMMAND_WRITERS, commands_writer]:
+                with contextlib.suppress(OSError, TypeError):
+                    os.close(inherited)
+            _run_in_child(writer, function, args, kwargs, commands_reader)
         os.close(writer)
-        self._pid, self._reader = pid, reader
+        if held:
+            os.close(commands_reader)
+            _COMMAND_WRITERS.add(commands_writer)
+        self._pid, self._answers, self._commands = pid, os.fdopen(reader, "rb"), commands_writer
+
+    def send(self, function, *args, **kwargs):
+        """Runs `function(*args, **kwargs)` next in a held call's child; returns this call.
+
+        `result()` then returns its result. The previous result must have
+        been read. Where `can_fork()` is false, it runs here and now.
+        """
+        if not self._held:
+            raise ValueError("Only a call started with IsolatedCall.held runs more functions.")
+        if self._inline:
+            self._answer = _inline_answer(function, args, kwargs)
+            return self
+        if self._pid is None:
+            raise TrialProcessError("the call's process has ended.")
+        try:
+            _write_message(self._commands, pickle.dumps((function, args, kwargs)))
+        except OSError as error:  # it died
+            self._end(stop=True)
+            raise TrialProcessError(f"the call's process has ended ({error}).") from None
+        self._answer = None
+        return self
+
+    def release(self):
+        """Ends a held call's child (one still running a function is stopped)."""
+        if self._pid is not None:
+            self._end(stop=self._answer is None)
 
     def cancel(self):
         """Stops the child, if it still runs; `result()` then raises `TrialProcessError`."""
         if self._pid is not None:
-            pid, self._pid = self._pid, None
-            _stop(pid)
-            os.close(self._reader)
+            self._end(stop=True)
             self._answer = (False, TrialProcessError("the call was cancelled."), None)
 
     def result(self):
-        """Waits for the call to end and returns its result, or raises its error."""
-        if self._pid is not None:
-            pid, self._pid = self._pid, None
+        """Waits for the call's answer and returns its result, or raises its error."""
+        if self._answer is None:
             try:
-                with os.fdopen(self._reader, "rb") as answer:
-                    message = answer.read()
-                _, status = os.waitpid(pid, 0)
+                message = _read_message(self._answers)
             except BaseException:
-                _stop(pid)
+                self._end(stop=True)
                 raise
-            if not message:
+            if message is None:
+                status = self._end(stop=False)
                 raise TrialProcessError(
                     f"the trial's process ended without a result ({_describe(status)})."
                 )
             self._answer = pickle.loads(message)
+            if not self._held:  # the child ends once it has answered
+                self._end(stop=False)
         ok, value, child_traceback = self._answer
         if ok:
             return value
@@ -158,8 +209,50 @@ class IsolatedCall:
             raise value
         raise value from _ChildTraceback(child_traceback)
 
+    def _end(self, stop):
+        """Waits for the child to end, or stops it; returns its exit status."""
+        pid, self._pid = self._pid, None
+        if self._commands is not None:
+            _COMMAND_WRITERS.discard(self._commands)
+            os.close(self._commands)  # a held child then ends
+            self._commands = None
+        self._answers.close()
+        if stop:
+            return _stop(pid)
+        _, status = os.waitpid(pid, 0)
+        return status
 
-def _run_in_child(writer, function, args, kwargs):
+
+# The command pipes of the held calls this process started (`IsolatedCall.held`).
+_COMMAND_WRITERS = set()
+# The length of a message between a call and its child, in bytes.
+_HEADER = struct.Struct("!Q")
+
+
+def _inline_answer(function, args, kwargs):
+    try:
+        return (True, function(*args, **kwargs), None)
+    except Exception as error:  # noqa: BLE001 - raised again by result()
+        return (False, error, None)
+
+
+def _write_message(fd, payload):
+    data = _HEADER.pack(len(payload)) + payload
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _read_message(file):
+    """The next message on `file`, or `None` where it ends first (its child died)."""
+    header = file.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    size = _HEADER.unpack(header)[0]
+    payload = file.read(size)
+    return payload if len(payload) == size else None
+
+
+def _run_in_child(writer, function, args, kwargs, commands=None):
     # Never returns: the child must not run the parent's code after the fork.
     status = 0
     try:
@@ -168,13 +261,12 @@ def _run_in_child(writer, function, args, kwargs):
         # KerasTuner run one per trial) then skips them instead of walking
         # them all (0.15 s each, a third of a second a trial).
         gc.freeze()
-        try:
-            answer = (True, function(*args, **kwargs), None)
-        except BaseException as error:  # noqa: B036 - every error goes back to the parent
-            answer = (False, _picklable(error), traceback.format_exc())
-        with os.fdopen(writer, "wb") as channel:
-            channel.write(pickle.dumps(answer))
-    except BaseException:  # noqa: B036 - e.g. an unpicklable result
+        _answer(writer, function, args, kwargs)
+        if commands is not None:  # held: the parent's next calls, until it releases it
+            with os.fdopen(commands, "rb") as incoming:
+                while (message := _read_message(incoming)) is not None:
+                    _answer(writer, *pickle.loads(message))
+    except BaseException:  # noqa: B036, BLE001 - e.g. an unpicklable result
         traceback.print_exc()
         status = 1
     finally:
@@ -183,11 +275,19 @@ def _run_in_child(writer, function, args, kwargs):
         os._exit(status)
 
 
+def _answer(writer, function, args, kwargs):
+    try:
+        answer = (True, function(*args, **kwargs), None)
+    except BaseException as error:  # noqa: B036, BLE001 - every error goes back to the parent
+        answer = (False, _picklable(error), traceback.format_exc())
+    _write_message(writer, pickle.dumps(answer))
+
+
 def _picklable(error):
     try:
         pickle.loads(pickle.dumps(error))
         return error
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever pickling raises, a plain error goes back
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 

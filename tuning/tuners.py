@@ -24,7 +24,7 @@ from tuning.keras_tuner_internals import (
 )
 from tuning.progress_oracle import ProgressOracle
 from tuning.trial_ahead import TrialAhead
-from tuning.trial_process import IsolatedCall, TrialProcessError
+from tuning.trial_process import IsolatedCall, TrialProcessError, can_fork
 
 OBJECTIVE = keras_tuner.Objective(OBJECTIVE_NAME, direction="min")
 # On JAX, the random search's next trials that get ready while one trains
@@ -135,7 +135,9 @@ class TemplateTuner(PopulateSpaceHook, keras_tuner.Tuner):
     that what TensorFlow keeps of every trained model does not pile up in
     the search's process; a child that dies fails its trial. On JAX, a
     random search starts the next trial's process meanwhile, which gets
-    ready to train (`tuning.trial_ahead`).
+    ready to train (`tuning.trial_ahead`), and the processes of the best
+    `keep_best` finished trials wait, so that the search retrains those
+    trials there with the programs they compiled (`tuning.final_model`).
 
     KerasTuner's own `run_trial` saves the weights after every epoch that
     improves the objective, and adds a callback with per-batch hooks. With
@@ -151,6 +153,11 @@ class TemplateTuner(PopulateSpaceHook, keras_tuner.Tuner):
     # (`tuning.trial_ahead`), this many at most; `0` starts each trial when it comes.
     trials_ahead = DEFAULT_TRIALS_AHEAD
     _ahead = ()  # the `TrialAhead` of the next trials, next first
+    # On JAX, the processes of this many of the best finished trials wait,
+    # their programs compiled, for the search to retrain those trials there
+    # (`finished_trial_processes`, `tuning.final_model`); `0` keeps none.
+    keep_best = 0
+    _finished = None  # {trial ID: its held `IsolatedCall`}, the best trials'
 
     def save(self):
         # As KerasTuner's, with each file replaced atomically (see `tuning.atomic_state`).
@@ -174,17 +181,43 @@ class TemplateTuner(PopulateSpaceHook, keras_tuner.Tuner):
             call = ahead.pop(0).go()
         else:
             function, call_args, call_kwargs = self.trial_call(trial, args, kwargs)
-            call = IsolatedCall(function, *call_args, **call_kwargs)
+            start = IsolatedCall.held if self.holds_finished_trials() else IsolatedCall
+            call = start(function, *call_args, **call_kwargs)
         try:
             self._ahead = TrialAhead.top_up(
                 self, ahead, lambda next_trial: self.trial_call(next_trial, args, kwargs))
-            return call.result()
+            result = call.result()
         except TrialProcessError as error:
             raise keras_tuner.errors.FailedTrialError(str(error)) from error
         except BaseException as error:
+            call.release()  # a failed trial is not retrained
             if not isinstance(error, Exception):  # interrupted: no next trial comes
                 self.stop_trials_ahead()
             raise
+        if self.holds_finished_trials():
+            self._finished = {**(self._finished or {}), trial.trial_id: call}
+        return result
+
+    def holds_finished_trials(self):
+        """Whether trials' processes wait once finished (`keep_best`): on JAX, where trials fork."""
+        return self.keep_best > 0 and keras.backend.backend() == "jax" and can_fork()
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)  # the oracle ends the trial: its score ranks it
+        if self._finished:
+            best = {kept.trial_id for kept in self.oracle.get_best_trials(self.keep_best)}
+            for trial_id in [trial_id for trial_id in self._finished if trial_id not in best]:
+                self._finished.pop(trial_id).release()
+
+    def finished_trial_processes(self):
+        """`{trial ID: IsolatedCall}` of the best finished trials whose processes wait (`keep_best`)."""
+        return dict(self._finished or {})
+
+    def release_finished_trials(self):
+        """Ends the processes of the finished trials that wait (`keep_best`)."""
+        for call in (self._finished or {}).values():
+            call.release()
+        self._finished = None
 
     def trial_call(self, trial, args, kwargs):
         """What a trial's process runs, `(function, args, kwargs)`: build, fit, save once."""
@@ -226,7 +259,7 @@ def check_tuner(name):
 
 def make_tuner(name, hypermodel, *, directory, max_trials, max_epochs, seed,
                max_consecutive_failures=3, project_name="trials",
-               trials_ahead=DEFAULT_TRIALS_AHEAD):
+               trials_ahead=DEFAULT_TRIALS_AHEAD, keep_best=0):
     """Returns a KerasTuner tuner that resumes any search saved in `directory`.
 
     Args:
@@ -245,6 +278,9 @@ def make_tuner(name, hypermodel, *, directory, max_trials, max_epochs, seed,
         trials_ahead: int, on JAX, how many of a random search's next
             trials get ready while one trains (`tuning.trial_ahead`); `0`
             starts each trial when it comes. Defaults to `DEFAULT_TRIALS_AHEAD`.
+        keep_best: int, on JAX, how many of the best finished trials keep
+            their processes, to be retrained there (`TemplateTuner.keep_best`).
+            Defaults to `0`.
     """
     check_tuner(name)
     make_oracle, tuner_class = TUNERS[name]
@@ -254,4 +290,5 @@ def make_tuner(name, hypermodel, *, directory, max_trials, max_epochs, seed,
     oracle.verbose = 0
     tuner = tuner_class(oracle, hypermodel, directory=directory, project_name=project_name)
     tuner.trials_ahead = trials_ahead
+    tuner.keep_best = keep_best
     return tuner
