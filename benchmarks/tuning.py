@@ -240,14 +240,14 @@ def backend_speed(trials, root, rounds, backends, search_options, caches, task="
             ratios[backend].append(seconds[backend] / seconds[reference])
         print(f"round {round_ + 1} ({', '.join(order)}): " + ", ".join(
             f"{backend} {seconds[backend]:.1f}s" for backend in backends) + "; " + ", ".join(
-            f"{backend}/{reference} {ratios[backend][-1]:.2f}" for backend in backends[1:])
+            f"{backend}/{reference} {ratios[backend][-1]:.3f}" for backend in backends[1:])
             + "".join(f"; {note}" for note in notes) + f"; {load()}", flush=True)
     for backend in backends[1:]:
         median = statistics.median(ratios[backend])
         verdict = ""
         if (reference, backend, task) == ("tensorflow", "jax", "binary"):
             verdict = f" (target <= {BACKEND_TARGET}: {'met' if median <= BACKEND_TARGET else 'not met'})"
-        print(f"median {backend}/{reference} over {rounds} rounds: {median:.2f}{verdict}", flush=True)
+        print(f"median {backend}/{reference} over {rounds} rounds: {median:.3f}{verdict}", flush=True)
 
 
 def load():
