@@ -122,6 +122,28 @@ def test_a_held_call_runs_more_functions_in_its_process_until_released():
 
 
 @linux_only
+def test_a_held_call_ends_when_released_while_another_waits():
+    # The second child must not hold on to the first one's command pipe.
+    output = run_fresh("""
+        import os
+        from tuning.trial_process import IsolatedCall
+        first, second = IsolatedCall.held(os.getpid), IsolatedCall.held(os.getpid)
+        pids = first.result(), second.result()
+        first.release()
+        alive = []
+        for pid in pids[:1]:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        print(alive, second.send(os.getpid).result() == pids[1])
+        second.release()
+    """)
+    assert output == "[] True"
+
+
+@linux_only
 def test_a_held_call_raises_its_errors_and_refuses_calls_once_released():
     output = run_fresh("""
         import os

@@ -142,11 +142,12 @@ class IsolatedCall:
         pid = os.fork()
         if pid == 0:
             os.close(reader)
-            # Other held children's command pipes: a copy here would keep them
-            # from seeing their end when released.
-            for inherited in [*_COMMAND_WRITERS, commands_writer]:
-                with contextlib.suppress(OSError, TypeError):
+            # The held children's command pipes (its own included): a copy
+            # here would keep them from seeing their end when released.
+            for inherited in [*_COMMAND_WRITERS, *([commands_writer] if held else [])]:
+                with contextlib.suppress(OSError):
                     os.close(inherited)
+            _COMMAND_WRITERS.clear()
             _run_in_child(writer, function, args, kwargs, commands_reader)
         os.close(writer)
         if held:
