@@ -19,6 +19,7 @@ from templates.artifacts import write_json
 from tuning.keras_tuner_internals import (
     SaveTrialHook,
     oracle_state_path,
+    retry_trials_a_kill_left,
     trial_state_path,
 )
 
@@ -29,7 +30,16 @@ def save_state(path, stateful):
 
 
 class AtomicOracleState(SaveTrialHook):
-    """Oracle mixin: `oracle.json` and each `trial.json` are replaced atomically."""
+    """Oracle mixin: `oracle.json` and each `trial.json` are replaced atomically.
+
+    A kill between a new trial's `trial.json` and `oracle.json` leaves that
+    trial RUNNING where KerasTuner would never run it: reloaded, it is
+    retried (`retry_trials_a_kill_left`).
+    """
+
+    def reload(self):
+        super().reload()
+        retry_trials_a_kill_left(self)
 
     def save(self):
         save_state(oracle_state_path(self), self)

@@ -23,6 +23,7 @@ import os
 import keras_tuner
 from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief, oracle_client
+from keras_tuner.src.engine.trial import TrialStatus
 
 # How long a worker waits for its chief by default: KerasTuner's own limit.
 CHIEF_TIMEOUT_SECONDS = oracle_client.TIMEOUT
@@ -46,6 +47,7 @@ SIGNATURES = {
     "Tuner._build_and_fit_model": (keras_tuner.Tuner, "_build_and_fit_model",
                                    ["self", "trial", "args", "kwargs"]),
     "Oracle._random_values": (keras_tuner.Oracle, "_random_values", ["self"]),
+    "Oracle._record_values": (keras_tuner.Oracle, "_record_values", ["self", "trial"]),
     "Oracle._compute_values_hash": (keras_tuner.Oracle, "_compute_values_hash",
                                     ["self", "values"]),
     "Hyperband.__init__": (keras_tuner.Hyperband, "__init__",
@@ -74,6 +76,37 @@ def oracle_state_path(oracle):
 def trial_state_path(oracle, trial_id):
     """The path of a trial's `trial.json`, its folder made (`Oracle._get_trial_dir`)."""
     return os.path.join(oracle._get_trial_dir(trial_id), "trial.json")
+
+
+def retry_trials_a_kill_left(oracle):
+    """Mends a reloaded oracle's retry queue where a kill fell between two state files.
+
+    - KerasTuner's `create_trial` writes a new trial's `trial.json` before
+      `oracle.json`: killed in between, the trial reloads RUNNING but not
+      among the ongoing ones KerasTuner retries, so it would never run (the
+      resumed search one trial short). It is queued for retry, its values
+      recorded as tried and its start as `create_trial` had done.
+    - `end_trial` saves `oracle.json` before it forgets the trial as
+      ongoing: killed before the next save, the reloaded oracle would run
+      that finished trial again. It leaves the queue.
+
+    (`Oracle._retry_queue`, `_record_values`, `start_order`.)
+
+    Returns:
+        list of str, the IDs queued for retry.
+    """
+    ended = (TrialStatus.COMPLETED, TrialStatus.FAILED)
+    oracle._retry_queue[:] = [trial_id for trial_id in oracle._retry_queue
+                              if oracle.trials[trial_id].status not in ended]
+    queued = []
+    for trial_id, trial in sorted(oracle.trials.items()):
+        if trial.status == TrialStatus.RUNNING and trial_id not in oracle._retry_queue:
+            oracle._record_values(trial)
+            if trial_id not in oracle.start_order:
+                oracle.start_order.append(trial_id)
+            oracle._retry_queue.append(trial_id)
+            queued.append(trial_id)
+    return queued
 
 
 class SaveTrialHook:
