@@ -160,6 +160,12 @@ def test_a_held_call_raises_its_errors_and_refuses_calls_once_released():
             call.send(int, "3")
         except TrialProcessError as error:
             print("released:", error)
+        unread = IsolatedCall.held(int, "1")
+        try:
+            unread.send(int, "2")
+        except ValueError as error:
+            print("unread:", error)
+        unread.release()
         dead = IsolatedCall.held(int, "1")
         dead.result()
         try:
@@ -175,6 +181,7 @@ def test_a_held_call_raises_its_errors_and_refuses_calls_once_released():
         "raised: invalid literal for int() with base 10: 'not a number'",
         "2",
         "released: the call's process has ended.",
+        "unread: Read the call's result() before sending it another function.",
         "died: the trial's process ended without a result (exit status 3).",
         "not held: Only a call started with IsolatedCall.held runs more functions.",
     ]

@@ -136,17 +136,11 @@ class Retraining:
         try:
             program = {"row_counts": list(trial_row_counts), "max_epochs": max_epochs}
             held = [*held, *[None] * (len(configurations) - len(held))]
-            self._calls = []
-            for (values, epochs), path, call in zip(configurations, self._paths, held):
-                try:
-                    if call is not None:
-                        self._calls.append(call.send(_retrain_in_trial_process, values, epochs,
-                                                     seed, path, program))
-                        continue
-                except TrialProcessError:  # its process ended: a new one retrains it
-                    pass
-                self._calls.append(IsolatedCall(_retrain, template, self.fit_data, values, epochs,
-                                                seed, path, program))
+            self._calls = [
+                _sent_to(call, values, epochs, seed, path, program)
+                or IsolatedCall(_retrain, template, self.fit_data, values, epochs, seed, path,
+                                program)
+                for (values, epochs), path, call in zip(configurations, self._paths, held)]
         except BaseException:
             self._folder.cleanup()
             raise
@@ -194,6 +188,20 @@ def _retrain(template, data, values, epochs, seed, path, program, program_of=Non
         return str(error)
     model.save(path)
     return None
+
+
+def _sent_to(call, *arguments):
+    """`call` retraining there (`_retrain_in_trial_process(*arguments)`), or `None`.
+
+    `None` without a held call, or where its process has ended: a new
+    process then retrains the configuration.
+    """
+    if call is None:
+        return None
+    try:
+        return call.send(_retrain_in_trial_process, *arguments)
+    except TrialProcessError:
+        return None
 
 
 def _retrain_in_trial_process(values, epochs, seed, path, program):

@@ -707,8 +707,8 @@ def _make_program(model, shape):
         # no kernel per weight for it (a tenth of a 3-layer program's), and
         # an epoch that keeps the best weights copies none.
         new["best_weights"] = jax.lax.cond(first | (restores & improved),
-                                           lambda: list(weights(state)),
-                                           lambda: list(stopping["best_weights"]))
+                                           lambda: weights(state),
+                                           lambda: stopping["best_weights"])
         beats_baseline = ~rule["has_baseline"] | better(current, rule["baseline"])
         new["wait"] = jnp.where(improved & beats_baseline, 0, wait)
         stop = eligible & ~improved & (wait >= rule["patience"]) & (epoch > 0)

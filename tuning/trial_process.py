@@ -158,8 +158,9 @@ class IsolatedCall:
     def send(self, function, *args, **kwargs):
         """Runs `function(*args, **kwargs)` next in a held call's child; returns this call.
 
-        `result()` then returns its result. The previous result must have
-        been read. Where `can_fork()` is false, it runs here and now.
+        `result()` then returns its result; the previous result must have
+        been read (else `ValueError`). Where `can_fork()` is false, it runs
+        here and now.
         """
         if not self._held:
             raise ValueError("Only a call started with IsolatedCall.held runs more functions.")
@@ -168,6 +169,8 @@ class IsolatedCall:
             return self
         if self._pid is None:
             raise TrialProcessError("the call's process has ended.")
+        if self._answer is None:  # its answer would be taken for the next one's
+            raise ValueError("Read the call's result() before sending it another function.")
         try:
             _write_message(self._commands, pickle.dumps((function, args, kwargs)))
         except OSError as error:  # it died

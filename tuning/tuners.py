@@ -176,13 +176,13 @@ class TemplateTuner(PopulateSpaceHook, keras_tuner.Tuner):
         self.oracle.update_space(hp)
 
     def run_trial(self, trial, *args, **kwargs):
-        ahead = list(self._ahead)
+        ahead, holds = list(self._ahead), self.holds_finished_trials()
         if ahead and ahead[0].runs(trial):
             call = ahead.pop(0).go()
         else:
             function, call_args, call_kwargs = self.trial_call(trial, args, kwargs)
-            start = IsolatedCall.held if self.holds_finished_trials() else IsolatedCall
-            call = start(function, *call_args, **call_kwargs)
+            call = (IsolatedCall.held if holds else IsolatedCall)(function, *call_args,
+                                                                  **call_kwargs)
         try:
             self._ahead = TrialAhead.top_up(
                 self, ahead, lambda next_trial: self.trial_call(next_trial, args, kwargs))
@@ -190,11 +190,11 @@ class TemplateTuner(PopulateSpaceHook, keras_tuner.Tuner):
         except TrialProcessError as error:
             raise keras_tuner.errors.FailedTrialError(str(error)) from error
         except BaseException as error:
-            call.release()  # a failed trial is not retrained
+            call.release()  # a failed or interrupted trial is not retrained
             if not isinstance(error, Exception):  # interrupted: no next trial comes
                 self.stop_trials_ahead()
             raise
-        if self.holds_finished_trials():
+        if holds:
             self._finished = {**(self._finished or {}), trial.trial_id: call}
         return result
 
